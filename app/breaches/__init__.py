@@ -1,0 +1,1 @@
+"""Breach incidents: notification clocks, duties by risk, and the record (DESIGN §8)."""

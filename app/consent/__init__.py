@@ -1,0 +1,1 @@
+"""Consent ledger: append-only events and their current-state projection (DESIGN §7)."""

@@ -1,0 +1,444 @@
+"""Consent persistence, always scoped by tenant. Flushes, never commits.
+
+The write path sends the event rows, the projection upsert (and, for a single event, the
+idempotency record) as ONE statement on PostgreSQL: a data-modifying CTE over `unnest`ed
+arrays, so a batch of 1,000 is one round trip with ten array parameters. SQLite has no
+data-modifying CTE: there it is one multi-row INSERT and one multi-row upsert.
+
+The upsert only overwrites a state with a newer one: `(since, event_id)` compared as a row,
+so a late event older than the recorded state changes nothing (and is not RETURNed).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
+from app.core.idempotency import IdempotencyRecord
+from app.policies.models import PolicyVersion
+
+
+@dataclass(slots=True)
+class NewEvent:
+    id: uuid.UUID
+    policy_key: str
+    policy_version: int
+    subject_id: str
+    purpose: str
+    action: str
+    occurred_at: datetime
+    source: str | None
+    proof: dict[str, Any] | None
+    gpc: bool
+    expires_at: datetime | None
+
+    @property
+    def state_key(self) -> tuple[str, str, str]:
+        return (self.subject_id, self.policy_key, self.purpose)
+
+
+@dataclass(slots=True)
+class IdemRow:
+    """The idempotency record written in the same statement as the event (PostgreSQL)."""
+
+    operation: str
+    key: str
+    request_hash: str
+    status_code: int
+    body: dict[str, Any]
+    location: str | None
+    current_flag_for: uuid.UUID  # the body's `became_current` is that event's outcome
+
+
+def winners(events: Sequence[NewEvent]) -> list[NewEvent]:
+    """Per state key, the event the projection should end on: newest `occurred_at`, then
+    greatest id. (One upsert statement may not touch a row twice.)"""
+    best: dict[tuple[str, str, str], NewEvent] = {}
+    for ev in events:
+        cur = best.get(ev.state_key)
+        if cur is None or (ev.occurred_at, ev.id) > (cur.occurred_at, cur.id):
+            best[ev.state_key] = ev
+    return list(best.values())
+
+
+_PG_EVENTS = """
+ev AS (
+    INSERT INTO consent_event (id, tenant, policy_key, policy_version, subject_id, purpose,
+        action, occurred_at, expires_at, recorded_at, source, proof, gpc, erased, actor)
+    SELECT u.id, :tenant, u.policy_key, u.policy_version, u.subject_id, u.purpose, u.action,
+        u.occurred_at, u.expires_at, :recorded_at, u.source, CAST(u.proof AS jsonb), u.gpc,
+        false, :actor
+    FROM unnest(CAST(:e_id AS uuid[]), CAST(:e_policy_key AS varchar[]),
+        CAST(:e_policy_version AS integer[]), CAST(:e_subject_id AS varchar[]),
+        CAST(:e_purpose AS varchar[]), CAST(:e_action AS varchar[]),
+        CAST(:e_occurred_at AS timestamptz[]), CAST(:e_expires_at AS timestamptz[]),
+        CAST(:e_source AS varchar[]), CAST(:e_proof AS text[]), CAST(:e_gpc AS boolean[]))
+        AS u(id, policy_key, policy_version, subject_id, purpose, action, occurred_at,
+             expires_at, source, proof, gpc)
+)"""
+
+_PG_STATES = """
+st AS (
+    INSERT INTO consent_state AS cs (tenant, subject_id, policy_key, purpose, state, since,
+        event_id, expires_at)
+    SELECT :tenant, s.subject_id, s.policy_key, s.purpose, s.state, s.since, s.event_id,
+        s.expires_at
+    FROM unnest(CAST(:s_subject_id AS varchar[]), CAST(:s_policy_key AS varchar[]),
+        CAST(:s_purpose AS varchar[]), CAST(:s_state AS varchar[]),
+        CAST(:s_since AS timestamptz[]), CAST(:s_event_id AS uuid[]),
+        CAST(:s_expires_at AS timestamptz[]))
+        AS s(subject_id, policy_key, purpose, state, since, event_id, expires_at)
+    ON CONFLICT (tenant, subject_id, policy_key, purpose) DO UPDATE
+        SET state = excluded.state, since = excluded.since, event_id = excluded.event_id,
+            expires_at = excluded.expires_at
+        WHERE (cs.since, cs.event_id) < (excluded.since, excluded.event_id)
+    RETURNING cs.event_id
+)"""
+
+_PG_IDEM = """
+idem AS (
+    INSERT INTO idempotency_record (tenant, operation, key, request_hash, status_code,
+        response_body, location, created_at)
+    SELECT :tenant, :i_operation, :i_key, :i_hash, :i_status,
+        jsonb_set(CAST(:i_body AS jsonb), '{became_current}',
+                  to_jsonb(EXISTS (SELECT 1 FROM st WHERE st.event_id = :i_event))),
+        :i_location, :recorded_at
+)"""
+
+_PG_APPEND = text(f"WITH {_PG_EVENTS},{_PG_STATES}\nSELECT event_id FROM st")
+_PG_APPEND_IDEM = text(f"WITH {_PG_EVENTS},{_PG_STATES},{_PG_IDEM}\nSELECT event_id FROM st")
+
+
+class ConsentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.is_pg = session.get_bind().dialect.name == "postgresql"
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        tenant: str,
+        actor: str,
+        recorded_at: datetime,
+        events: Sequence[NewEvent],
+        idem: IdemRow | None = None,
+    ) -> set[uuid.UUID]:
+        """Insert the events and move the projection forward; returns the ids of the events
+        that became the current state."""
+        if not events:
+            return set()
+        top = winners(events)
+        if self.is_pg:
+            return await self._append_pg(tenant, actor, recorded_at, events, top, idem)
+        return await self._append_sqlite(tenant, actor, recorded_at, events, top, idem)
+
+    async def _append_pg(
+        self,
+        tenant: str,
+        actor: str,
+        recorded_at: datetime,
+        events: Sequence[NewEvent],
+        top: Sequence[NewEvent],
+        idem: IdemRow | None,
+    ) -> set[uuid.UUID]:
+        params: dict[str, Any] = {
+            "tenant": tenant,
+            "actor": actor,
+            "recorded_at": recorded_at,
+            "e_id": [e.id for e in events],
+            "e_policy_key": [e.policy_key for e in events],
+            "e_policy_version": [e.policy_version for e in events],
+            "e_subject_id": [e.subject_id for e in events],
+            "e_purpose": [e.purpose for e in events],
+            "e_action": [e.action for e in events],
+            "e_occurred_at": [e.occurred_at for e in events],
+            "e_expires_at": [e.expires_at for e in events],
+            "e_source": [e.source for e in events],
+            "e_proof": [None if e.proof is None else json.dumps(e.proof) for e in events],
+            "e_gpc": [e.gpc for e in events],
+            "s_subject_id": [e.subject_id for e in top],
+            "s_policy_key": [e.policy_key for e in top],
+            "s_purpose": [e.purpose for e in top],
+            "s_state": [e.action for e in top],
+            "s_since": [e.occurred_at for e in top],
+            "s_event_id": [e.id for e in top],
+            "s_expires_at": [e.expires_at for e in top],
+        }
+        stmt = _PG_APPEND
+        if idem is not None:
+            stmt = _PG_APPEND_IDEM
+            params.update(
+                i_operation=idem.operation,
+                i_key=idem.key,
+                i_hash=idem.request_hash,
+                i_status=idem.status_code,
+                i_body=json.dumps(idem.body),
+                i_location=idem.location,
+                i_event=idem.current_flag_for,
+            )
+        rows = await self.session.execute(stmt, params)
+        return {r[0] for r in rows}
+
+    async def _append_sqlite(
+        self,
+        tenant: str,
+        actor: str,
+        recorded_at: datetime,
+        events: Sequence[NewEvent],
+        top: Sequence[NewEvent],
+        idem: IdemRow | None,
+    ) -> set[uuid.UUID]:
+        await self.session.execute(
+            insert(ConsentEvent).values(
+                [
+                    {
+                        "id": e.id,
+                        "tenant": tenant,
+                        "policy_key": e.policy_key,
+                        "policy_version": e.policy_version,
+                        "subject_id": e.subject_id,
+                        "purpose": e.purpose,
+                        "action": e.action,
+                        "occurred_at": e.occurred_at,
+                        "expires_at": e.expires_at,
+                        "recorded_at": recorded_at,
+                        "source": e.source,
+                        "proof": e.proof,
+                        "gpc": e.gpc,
+                        "erased": False,
+                        "actor": actor,
+                    }
+                    for e in events
+                ]
+            )
+        )
+        stmt = sqlite_insert(ConsentState).values(
+            [
+                {
+                    "tenant": tenant,
+                    "subject_id": e.subject_id,
+                    "policy_key": e.policy_key,
+                    "purpose": e.purpose,
+                    "state": e.action,
+                    "since": e.occurred_at,
+                    "event_id": e.id,
+                    "expires_at": e.expires_at,
+                }
+                for e in top
+            ]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant", "subject_id", "policy_key", "purpose"],
+            set_={
+                "state": stmt.excluded.state,
+                "since": stmt.excluded.since,
+                "event_id": stmt.excluded.event_id,
+                "expires_at": stmt.excluded.expires_at,
+            },
+            where=tuple_(ConsentState.since, ConsentState.event_id)
+            < tuple_(stmt.excluded.since, stmt.excluded.event_id),
+        )
+        rows = await self.session.execute(stmt.returning(ConsentState.event_id))
+        current = {r[0] for r in rows}
+        if idem is not None:
+            body = dict(idem.body)
+            body["became_current"] = idem.current_flag_for in current
+            self.session.add(
+                IdempotencyRecord(
+                    tenant=tenant,
+                    operation=idem.operation,
+                    key=idem.key,
+                    request_hash=idem.request_hash,
+                    status_code=idem.status_code,
+                    response_body=body,
+                    location=idem.location,
+                    created_at=recorded_at,
+                )
+            )
+            await self.session.flush()
+        return current
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    async def get(self, tenant: str, event_id: uuid.UUID) -> ConsentEvent | None:
+        return await self.session.scalar(
+            select(ConsentEvent).where(ConsentEvent.tenant == tenant, ConsentEvent.id == event_id)
+        )
+
+    async def states(
+        self, tenant: str, subject_id: str, policy_key: str | None = None
+    ) -> Sequence[ConsentState]:
+        stmt = select(ConsentState).where(
+            ConsentState.tenant == tenant, ConsentState.subject_id == subject_id
+        )
+        if policy_key is not None:
+            stmt = stmt.where(ConsentState.policy_key == policy_key)
+        return (await self.session.scalars(stmt)).all()
+
+    async def state(
+        self, tenant: str, subject_id: str, policy_key: str, purpose: str
+    ) -> ConsentState | None:
+        return await self.session.get(ConsentState, (tenant, subject_id, policy_key, purpose))
+
+    async def policy_purposes(
+        self, tenant: str, policy_key: str | None
+    ) -> list[tuple[str, int, datetime, Any]]:
+        """Every version of the tenant's policies (or one policy), with its consent purposes
+        only: (policy_key, version, effective_at, consent_purposes). Versions are few."""
+        stmt = select(
+            PolicyVersion.policy_key,
+            PolicyVersion.version,
+            PolicyVersion.effective_at,
+            PolicyVersion.resolved["consent_purposes"],
+        ).where(PolicyVersion.tenant == tenant)
+        if policy_key is not None:
+            stmt = stmt.where(PolicyVersion.policy_key == policy_key)
+        return [(r[0], r[1], r[2], r[3]) for r in await self.session.execute(stmt)]
+
+    async def versions(self, tenant: str, keys: Sequence[str]) -> Sequence[PolicyVersion]:
+        """Every version of the named policies (a batch resolves each event's version in
+        memory instead of one query per event)."""
+        stmt = select(PolicyVersion).where(
+            PolicyVersion.tenant == tenant, PolicyVersion.policy_key.in_(list(keys))
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def history(
+        self,
+        tenant: str,
+        *,
+        subject_id: str | None,
+        purpose: str | None,
+        policy_key: str | None,
+        since: datetime | None,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[ConsentEvent]:
+        stmt = select(ConsentEvent).where(ConsentEvent.tenant == tenant)
+        if subject_id is not None:
+            stmt = stmt.where(ConsentEvent.subject_id == subject_id)
+        if purpose is not None:
+            stmt = stmt.where(ConsentEvent.purpose == purpose)
+        if policy_key is not None:
+            stmt = stmt.where(ConsentEvent.policy_key == policy_key)
+        if since is not None:
+            stmt = stmt.where(ConsentEvent.occurred_at >= since)
+        if before is not None:
+            at, eid = before
+            stmt = stmt.where(
+                or_(
+                    ConsentEvent.occurred_at < at,
+                    and_(ConsentEvent.occurred_at == at, ConsentEvent.id < eid),
+                )
+            )
+        stmt = stmt.order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc()).limit(limit)
+        return (await self.session.scalars(stmt)).all()
+
+    async def events_until(
+        self, tenant: str, subject_id: str, until: datetime, policy_key: str | None
+    ) -> Sequence[ConsentEvent]:
+        stmt = select(ConsentEvent).where(
+            ConsentEvent.tenant == tenant,
+            ConsentEvent.subject_id == subject_id,
+            ConsentEvent.occurred_at <= until,
+        )
+        if policy_key is not None:
+            stmt = stmt.where(ConsentEvent.policy_key == policy_key)
+        stmt = stmt.order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def events_of_subject(self, tenant: str, subject_id: str) -> Sequence[ConsentEvent]:
+        stmt = (
+            select(ConsentEvent)
+            .where(ConsentEvent.tenant == tenant, ConsentEvent.subject_id == subject_id)
+            .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def subject_known(self, tenant: str, subject_id: str) -> bool:
+        found = await self.session.scalar(
+            select(
+                exists().where(ConsentEvent.tenant == tenant, ConsentEvent.subject_id == subject_id)
+            )
+        )
+        return bool(found)
+
+    # ---- erasure --------------------------------------------------------------------------
+
+    async def pseudonymise(self, tenant: str, subject_id: str, pseudonym: str) -> tuple[int, int]:
+        """Rewrite the subject's identifier in the ledger and the projection; (events, states)."""
+        events = await self.session.execute(
+            update(ConsentEvent)
+            .where(ConsentEvent.tenant == tenant, ConsentEvent.subject_id == subject_id)
+            .values(subject_id=pseudonym, erased=True)
+            .execution_options(synchronize_session=False)
+        )
+        states = await self.session.execute(
+            update(ConsentState)
+            .where(ConsentState.tenant == tenant, ConsentState.subject_id == subject_id)
+            .values(subject_id=pseudonym)
+            .execution_options(synchronize_session=False)
+        )
+        return int(events.rowcount), int(states.rowcount)  # type: ignore[attr-defined]
+
+    async def forget_idempotent_responses(self, tenant: str, subject_id: str) -> int:
+        """Stored idempotent responses that carry the subject's identifier (consent events,
+        batches, DSAR tickets): a replay after erasure would otherwise give it back."""
+        body = IdempotencyRecord.response_body
+        single = and_(
+            IdempotencyRecord.operation == "recordConsentEvent",
+            body["subject_id"].as_string() == subject_id,
+        )
+        dsar = and_(
+            IdempotencyRecord.operation == "createDsar",
+            body["subject"]["id"].as_string() == subject_id,
+        )
+        if self.is_pg:
+            batch = and_(
+                IdempotencyRecord.operation == "recordConsentEventsBatch",
+                type_coerce(body, JSONB).contains({"results": [{"subject_id": subject_id}]}),
+            )
+        else:
+            each = func.json_each(IdempotencyRecord.response_body, "$.results").table_valued(
+                "value"
+            )
+            batch = and_(
+                IdempotencyRecord.operation == "recordConsentEventsBatch",
+                exists(
+                    select(1)
+                    .select_from(each)
+                    .where(func.json_extract(each.c.value, "$.subject_id") == subject_id)
+                ),
+            )
+        result = await self.session.execute(
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.tenant == tenant, or_(single, dsar, batch))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def record_erasure(self, erasure: SubjectErasure) -> None:
+        self.session.add(erasure)

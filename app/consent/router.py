@@ -1,0 +1,150 @@
+"""/v1/consent-events: the append-only consent ledger (DESIGN §7).
+
+No route updates or deletes an event: PUT, PATCH and DELETE on an event are 405.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from app.consent.schemas import (
+    ConsentBatchIn,
+    ConsentBatchOut,
+    ConsentEventCreated,
+    ConsentEventIn,
+    ConsentEventList,
+    ConsentEventOut,
+    ConsentReceipt,
+)
+from app.consent.service import ConsentService
+from app.core.deps import ClockDep, ConsentRead, ConsentWrite, SessionDep
+from app.core.idempotency import IdempotencyKeyHeader
+from app.core.openapi import problems
+from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.policies.schemas import KEY_PATTERN
+
+router = APIRouter(prefix="/v1/consent-events", tags=["consent"])
+
+
+def get_service(session: SessionDep, clock: ClockDep) -> ConsentService:
+    return ConsentService(session, clock)
+
+
+ServiceDep = Annotated[ConsentService, Depends(get_service)]
+SecGpc = Annotated[
+    str | None,
+    Header(
+        alias="Sec-GPC",
+        max_length=8,
+        description="Global Privacy Control: `1` also records an opt-out (denied, source "
+        "`gpc`) for every purpose with `honors_gpc`",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ConsentEventCreated,
+    operation_id="recordConsentEvent",
+    summary="Record a grant, denial or withdrawal",
+    description="Appends the event with the policy version in force at `occurred_at` and moves "
+    "the subject's current state forward in the same transaction — unless a newer event already "
+    "set it (`became_current: false`). `Sec-GPC: 1` also records an opt-out for every purpose "
+    "with `honors_gpc` (listed in `gpc_applied`).",
+    responses=problems(409),
+)
+async def record_consent_event(
+    body: ConsentEventIn,
+    service: ServiceDep,
+    who: ConsentWrite,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+    sec_gpc: SecGpc = None,
+) -> Any:
+    gpc = sec_gpc is not None and sec_gpc.strip() == "1"
+    result = await service.record(who, body, gpc, idempotency_key)
+    if isinstance(result, JSONResponse):
+        return result
+    response.headers["Location"] = f"/v1/consent-events/{result.id}"
+    return result
+
+
+@router.post(
+    "/batch",
+    response_model=ConsentBatchOut,
+    operation_id="recordConsentEventsBatch",
+    summary="Record up to 1,000 events in one call",
+    description="Each item is checked on its own: `results` holds, in order, the recorded event "
+    "or a problem. The valid ones are written with one multi-row insert. More than 1,000 is 413.",
+    responses=problems(409, 413),
+)
+async def record_consent_events_batch(
+    body: ConsentBatchIn,
+    service: ServiceDep,
+    who: ConsentWrite,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    return await service.record_batch(who, body.events, idempotency_key)
+
+
+@router.get(
+    "",
+    response_model=ConsentEventList,
+    operation_id="listConsentEvents",
+    summary="The ledger, newest first",
+    responses=problems(),
+)
+async def list_consent_events(
+    service: ServiceDep,
+    who: ConsentRead,
+    subject_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    purpose: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Events that occurred at or after this instant")
+    ] = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> ConsentEventList:
+    items, nxt = await service.history(
+        who,
+        subject_id=subject_id,
+        purpose=purpose,
+        policy_key=policy_key,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+    )
+    return ConsentEventList(items=items, next_cursor=nxt)
+
+
+@router.get(
+    "/{id}",
+    response_model=ConsentEventOut,
+    operation_id="getConsentEvent",
+    summary="Read one event (events are never updated or deleted: PUT, PATCH, DELETE are 405)",
+    responses=problems(404),
+)
+async def get_consent_event(
+    id: uuid.UUID, service: ServiceDep, who: ConsentRead
+) -> ConsentEventOut:
+    return await service.get(who, id)
+
+
+@router.get(
+    "/{id}/receipt",
+    response_model=ConsentReceipt,
+    operation_id="getConsentReceipt",
+    summary="A consent receipt (ISO/IEC TS 27560 fields) for one event",
+    responses=problems(404),
+)
+async def get_consent_receipt(
+    id: uuid.UUID, service: ServiceDep, who: ConsentRead
+) -> ConsentReceipt:
+    return await service.receipt(who, id)

@@ -1,0 +1,547 @@
+"""Consent use cases: each is one transaction, committed here.
+
+Recording resolves the policy version in force at `occurred_at`, checks the purpose against
+it, and hands the events to the repository, which appends them and moves the projection
+forward in one statement (PostgreSQL). Reads of the current state never scan history; only
+`as_of` (a past moment) reads the ledger.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from app.consent.models import ConsentAction, ConsentEvent, ConsentState
+from app.consent.repository import ConsentRepository, IdemRow, NewEvent
+from app.consent.schemas import (
+    MAX_BATCH,
+    ConsentBatchOut,
+    ConsentEntry,
+    ConsentEventCreated,
+    ConsentEventIn,
+    ConsentEventOut,
+    ConsentReceipt,
+    SubjectConsents,
+)
+from app.core.clock import Clock
+from app.core.errors import (
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    problem_body,
+    validation_items,
+)
+from app.core.idempotency import idempotent
+from app.core.ids import new_id as new_event_id
+from app.core.pagination import decode_cursor, encode_cursor
+from app.core.security import Principal
+from app.policies.models import PolicyVersion
+from app.policies.repository import PolicyRepository
+from app.policies.service import PolicyService, UnknownPolicy
+from app.rules.periods import Period, add_period
+
+# A device's clock may run a little ahead; beyond this an event "in the future" is refused
+# (it would otherwise pin the state against every real event until that moment).
+CLOCK_SKEW = timedelta(seconds=60)
+GPC_SOURCE = "gpc"
+RECEIPT_NAMESPACE = uuid.UUID("8f0b7a44-6f1e-4c55-9a55-2c5b8d3e27a1")
+RECEIPT_SPECIFICATION = "ISO/IEC TS 27560:2023 (Kantara Consent Receipt v1.1 fields)"
+RECORD_RETENTION = (
+    "Kept as proof of consent for the life of the ledger; on erasure the subject identifier "
+    "is replaced by a pseudonym"
+)
+
+
+class UnknownPurpose(Unprocessable):
+    code = "consent_unknown_purpose"
+
+
+class ConsentInvalid(Unprocessable):
+    code = "validation_error"
+
+
+class ConsentEventNotFound(NotFound):
+    code = "consent_event_not_found"
+
+
+class BatchTooLarge(PayloadTooLarge):
+    code = "consent_batch_too_large"
+
+
+def invalid(loc: list[str | int], msg: str) -> ConsentInvalid:
+    return ConsentInvalid(
+        f"{'.'.join(str(p) for p in loc)}: {msg}",
+        errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
+    )
+
+
+def to_out(ev: ConsentEvent) -> ConsentEventOut:
+    return ConsentEventOut(
+        id=ev.id,
+        policy_key=ev.policy_key,
+        policy_version=ev.policy_version,
+        subject_id=ev.subject_id,
+        purpose=ev.purpose,
+        action=ev.action,
+        occurred_at=ev.occurred_at,
+        recorded_at=ev.recorded_at,
+        expires_at=ev.expires_at,
+        source=ev.source,
+        proof=ev.proof,
+        gpc=ev.gpc,
+        erased=ev.erased,
+    )
+
+
+def state_name(state: ConsentAction | str, expires_at: datetime | None, at: datetime) -> str:
+    """A grant past its `expires_after` reads as `expired` (nothing is written when it lapses)."""
+    value = ConsentAction(state).value
+    if value == "granted" and expires_at is not None and expires_at <= at:
+        return "expired"
+    return value
+
+
+def in_force(versions: Sequence[tuple[int, datetime]], at: datetime) -> int | None:
+    """The same rule as PolicyRepository.version_at: the newest version in effect at `at`,
+    else version 1 (which also governs every earlier instant)."""
+    best: int | None = None
+    for number, effective_at in versions:
+        if effective_at <= at and (best is None or number > best):
+            best = number
+    if best is None and any(number == 1 for number, _ in versions):
+        return 1
+    return best
+
+
+def expiry(purpose: dict[str, Any], action: str, occurred_at: datetime, tz: str) -> datetime | None:
+    """Only a grant lapses: occurred_at + the purpose's `expires_after` (rules module)."""
+    period = purpose.get("expires_after")
+    if action != "granted" or not period:
+        return None
+    expires: datetime = add_period(
+        occurred_at, Period(int(period["value"]), str(period["unit"])), tz
+    )
+    return expires
+
+
+class ConsentService:
+    def __init__(self, session: Any, clock: Clock) -> None:
+        self.session = session
+        self.repo = ConsentRepository(session)
+        self.clock = clock
+
+    # ---- record ---------------------------------------------------------------------------
+
+    def _events_for(
+        self,
+        pv: PolicyVersion,
+        body: ConsentEventIn,
+        occurred_at: datetime,
+        gpc: bool,
+    ) -> list[NewEvent]:
+        purposes = {p["key"]: p for p in pv.resolved.get("consent_purposes") or []}
+        purpose = purposes.get(body.purpose)
+        if purpose is None:
+            defined = list(purposes)
+            raise UnknownPurpose(
+                f"Policy '{pv.policy_key}' v{pv.version} defines no purpose '{body.purpose}'",
+                defined=defined,
+                errors=[
+                    {
+                        "loc": ["body", "purpose"],
+                        "msg": f"not a purpose of the policy; defined: {', '.join(defined)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        tz = pv.resolved["jurisdiction"]["timezone"]
+        events = [
+            NewEvent(
+                id=new_event_id(),
+                policy_key=pv.policy_key,
+                policy_version=pv.version,
+                subject_id=body.subject_id,
+                purpose=body.purpose,
+                action=body.action.value,
+                occurred_at=occurred_at,
+                source=body.source,
+                proof=body.proof,
+                gpc=False,
+                expires_at=expiry(purpose, body.action.value, occurred_at, tz),
+            )
+        ]
+        if gpc:
+            # Recorded after the main event (greater ids), so at the same instant the opt-out
+            # wins: a GPC signal is the stronger legal statement.
+            events.extend(
+                NewEvent(
+                    id=new_event_id(),
+                    policy_key=pv.policy_key,
+                    policy_version=pv.version,
+                    subject_id=body.subject_id,
+                    purpose=key,
+                    action=ConsentAction.denied.value,
+                    occurred_at=occurred_at,
+                    source=GPC_SOURCE,
+                    proof=None,
+                    gpc=True,
+                    expires_at=None,
+                )
+                for key, p in purposes.items()
+                if p.get("honors_gpc")
+            )
+        return events
+
+    async def record(
+        self, who: Principal, body: ConsentEventIn, gpc: bool, idempotency_key: str | None
+    ) -> JSONResponse | ConsentEventCreated:
+        now = self.clock()
+        occurred_at = (body.occurred_at or now).astimezone(UTC)
+        if occurred_at > now + CLOCK_SKEW:
+            raise invalid(["body", "occurred_at"], "an event cannot occur in the future")
+        payload = body.model_dump(mode="json", exclude_unset=True)
+        if gpc:
+            payload["sec_gpc"] = True  # the header changes the outcome: part of the request
+        async with idempotent(
+            self.session, who.tenant, "recordConsentEvent", idempotency_key, payload
+        ) as idem:
+            if idem.replay is not None:
+                return idem.replay
+            pv = await PolicyService(self.session, self.clock).version_at(
+                who.tenant, body.policy_key, occurred_at
+            )
+            events = self._events_for(pv, body, occurred_at, gpc)
+            main = events[0]
+            gpc_events = events[1:]
+            created = ConsentEventCreated(
+                id=main.id,
+                policy_key=main.policy_key,
+                policy_version=main.policy_version,
+                subject_id=main.subject_id,
+                purpose=main.purpose,
+                action=body.action,
+                occurred_at=occurred_at,
+                recorded_at=now,
+                expires_at=main.expires_at,
+                source=main.source,
+                proof=main.proof,
+                gpc=False,
+                erased=False,
+                became_current=False,
+                gpc_applied=[e.purpose for e in gpc_events],
+                gpc_event_ids=[e.id for e in gpc_events],
+            )
+            location = f"/v1/consent-events/{main.id}"
+            row = None
+            if idem.key is not None:
+                row = IdemRow(
+                    operation="recordConsentEvent",
+                    key=idem.key,
+                    request_hash=idem.request_hash,
+                    status_code=201,
+                    body=created.model_dump(mode="json"),
+                    location=location,
+                    current_flag_for=main.id,
+                )
+            current = await self.repo.append(who.tenant, who.sub, now, events, row)
+            await self.session.commit()
+            created.became_current = main.id in current
+            return created
+
+    async def record_batch(
+        self, who: Principal, items: list[Any], idempotency_key: str | None
+    ) -> JSONResponse | ConsentBatchOut:
+        if len(items) > MAX_BATCH:
+            raise BatchTooLarge(
+                f"A batch holds at most {MAX_BATCH} events, not {len(items)}", max=MAX_BATCH
+            )
+        now = self.clock()
+        async with idempotent(
+            self.session,
+            who.tenant,
+            "recordConsentEventsBatch",
+            idempotency_key,
+            {"events": items},
+        ) as idem:
+            if idem.replay is not None:
+                return idem.replay
+            slots: list[ConsentEventIn | dict[str, Any]] = []
+            for i, item in enumerate(items):
+                slots.append(self._parse_item(i, item, now))
+            keys = sorted({s.policy_key for s in slots if isinstance(s, ConsentEventIn)})
+            by_key: dict[str, dict[int, PolicyVersion]] = defaultdict(dict)
+            for version in await self.repo.versions(who.tenant, keys) if keys else []:
+                by_key[version.policy_key][version.version] = version
+            events: list[NewEvent | None] = []
+            results: list[Any] = []
+            for i, slot in enumerate(slots):
+                if not isinstance(slot, ConsentEventIn):
+                    events.append(None)
+                    results.append(slot)
+                    continue
+                occurred_at = (slot.occurred_at or now).astimezone(UTC)
+                versions = by_key.get(slot.policy_key, {})
+                number = in_force(
+                    [(v.version, v.effective_at) for v in versions.values()], occurred_at
+                )
+                try:
+                    if number is None:
+                        raise UnknownPolicy(
+                            f"No policy '{slot.policy_key}' in this tenant", field="policy_key"
+                        )
+                    ev = self._events_for(versions[number], slot, occurred_at, gpc=False)[0]
+                except DomainError as exc:
+                    events.append(None)
+                    results.append(_item_problem(i, exc))
+                    continue
+                events.append(ev)
+                results.append(None)
+            valid = [e for e in events if e is not None]
+            current = await self.repo.append(who.tenant, who.sub, now, valid)
+            for i, new in enumerate(events):
+                if new is not None:
+                    results[i] = ConsentEventCreated(
+                        id=new.id,
+                        policy_key=new.policy_key,
+                        policy_version=new.policy_version,
+                        subject_id=new.subject_id,
+                        purpose=new.purpose,
+                        action=ConsentAction(new.action),
+                        occurred_at=new.occurred_at,
+                        recorded_at=now,
+                        expires_at=new.expires_at,
+                        source=new.source,
+                        proof=new.proof,
+                        gpc=False,
+                        erased=False,
+                        became_current=new.id in current,
+                        gpc_applied=[],
+                        gpc_event_ids=[],
+                    )
+            out = ConsentBatchOut(
+                results=results, recorded=len(valid), rejected=len(items) - len(valid)
+            )
+            if idem.key is not None:
+                idem.remember(200, out.model_dump(mode="json"), None, at=now)
+                await self.session.flush()
+            await self.session.commit()
+            return out
+
+    def _parse_item(self, i: int, item: Any, now: datetime) -> ConsentEventIn | dict[str, Any]:
+        try:
+            parsed = ConsentEventIn.model_validate(item)
+        except ValidationError as exc:
+            errors = [
+                {**e, "loc": ["body", "events", i, *e["loc"]]}
+                for e in validation_items(exc.errors())
+            ]
+            first = errors[0]
+            detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+            return problem_body(422, "validation_error", detail, index=i, errors=errors)
+        if parsed.occurred_at is not None and parsed.occurred_at > now + CLOCK_SKEW:
+            msg = "an event cannot occur in the future"
+            return problem_body(
+                422,
+                "validation_error",
+                f"body.events.{i}.occurred_at: {msg}",
+                index=i,
+                errors=[
+                    {"loc": ["body", "events", i, "occurred_at"], "msg": msg, "type": "value_error"}
+                ],
+            )
+        return parsed
+
+    # ---- read -----------------------------------------------------------------------------
+
+    async def history(
+        self,
+        who: Principal,
+        *,
+        subject_id: str | None,
+        purpose: str | None,
+        policy_key: str | None,
+        since: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[ConsentEventOut], str | None]:
+        after = decode_cursor(cursor, 2)
+        before: tuple[datetime, uuid.UUID] | None = None
+        if after is not None:
+            try:
+                before = (datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1])))
+            except ValueError as exc:
+                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
+        rows = await self.repo.history(
+            who.tenant,
+            subject_id=subject_id,
+            purpose=purpose,
+            policy_key=policy_key,
+            since=since,
+            before=before,
+            limit=limit + 1,
+        )
+        page = list(rows[:limit])
+        nxt = (
+            encode_cursor([page[-1].occurred_at.isoformat(), str(page[-1].id)])
+            if len(rows) > limit and page
+            else None
+        )
+        return [to_out(e) for e in page], nxt
+
+    async def consents(
+        self,
+        who: Principal,
+        subject_id: str,
+        policy_key: str | None = None,
+        as_of: datetime | None = None,
+    ) -> SubjectConsents:
+        """One entry per purpose of each policy in force (at `as_of`, default now)."""
+        at = as_of or self.clock()
+        rows = await self.repo.policy_purposes(who.tenant, policy_key)
+        if policy_key is not None and not rows:
+            raise UnknownPolicy(f"No policy '{policy_key}' in this tenant", field="policy_key")
+        versions: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
+        purposes_of: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for key, number, effective_at, purposes in rows:
+            versions[key].append((number, effective_at))
+            purposes_of[(key, number)] = purposes or []
+        evidence: list[ConsentEventOut] | None = None
+        current: dict[tuple[str, str], tuple[str, datetime, datetime | None, uuid.UUID]] = {}
+        if as_of is None:
+            for st in await self.repo.states(who.tenant, subject_id, policy_key):
+                current[(st.policy_key, st.purpose)] = (
+                    st.state,
+                    st.since,
+                    st.expires_at,
+                    st.event_id,
+                )
+        else:
+            last: dict[tuple[str, str], ConsentEvent] = {}
+            for ev in await self.repo.events_until(who.tenant, subject_id, as_of, policy_key):
+                last[(ev.policy_key, ev.purpose)] = ev  # ordered by (occurred_at, id)
+            for k, ev in last.items():
+                current[k] = (ev.action, ev.occurred_at, ev.expires_at, ev.id)
+            evidence = []
+        entries: list[ConsentEntry] = []
+        justifying: set[uuid.UUID] = set()
+        for key in sorted(versions):
+            governing = in_force(versions[key], at)
+            if governing is None:
+                continue
+            for p in purposes_of[(key, governing)]:
+                found = current.get((key, p["key"]))
+                if found is None:
+                    entries.append(
+                        ConsentEntry(
+                            policy_key=key,
+                            purpose=p["key"],
+                            state="not_set",
+                            since=None,
+                            expires_at=None,
+                            event_id=None,
+                            default=p.get("default", "denied"),
+                        )
+                    )
+                    continue
+                state, since, expires_at, event_id = found
+                justifying.add(event_id)
+                entries.append(
+                    ConsentEntry(
+                        policy_key=key,
+                        purpose=p["key"],
+                        state=state_name(state, expires_at, at),
+                        since=since,
+                        expires_at=expires_at,
+                        event_id=event_id,
+                        default=p.get("default", "denied"),
+                    )
+                )
+        if evidence is not None:
+            evidence = [
+                to_out(ev)
+                for ev in sorted(
+                    (e for e in last.values() if e.id in justifying),
+                    key=lambda e: (e.occurred_at, e.id),
+                )
+            ]
+        return SubjectConsents(
+            subject_id=subject_id, as_of=as_of, consents=entries, events=evidence
+        )
+
+    async def _event(self, who: Principal, event_id: uuid.UUID) -> ConsentEvent:
+        ev = await self.repo.get(who.tenant, event_id)
+        if ev is None:
+            raise ConsentEventNotFound(f"No consent event {event_id} in this tenant")
+        return ev
+
+    async def get(self, who: Principal, event_id: uuid.UUID) -> ConsentEventOut:
+        return to_out(await self._event(who, event_id))
+
+    async def receipt(self, who: Principal, event_id: uuid.UUID) -> ConsentReceipt:
+        ev = await self._event(who, event_id)
+        pv = await PolicyRepository(self.session).get_version_by_key(
+            who.tenant, ev.policy_key, ev.policy_version
+        )
+        assert pv is not None, "an event always references an existing policy version"
+        resolved = pv.resolved
+        purpose = next(
+            (p for p in resolved.get("consent_purposes") or [] if p["key"] == ev.purpose),
+            {"key": ev.purpose},
+        )
+        controller = resolved.get("controller") or {}
+        contact = controller.get("contact_email")
+        now = self.clock()
+        st: ConsentState | None = await self.repo.state(
+            who.tenant, ev.subject_id, ev.policy_key, ev.purpose
+        )
+        current = state_name(st.state, st.expires_at, now) if st is not None else "not_set"
+        withdrawal = purpose.get("withdrawal_method") or (f"Contact {contact}" if contact else None)
+        return ConsentReceipt.model_validate(
+            {
+                "receipt_id": uuid.uuid5(RECEIPT_NAMESPACE, str(ev.id)),
+                "issued_at": now,
+                "specification": RECEIPT_SPECIFICATION,
+                "controller": {"name": controller.get("name", ""), "contact": contact},
+                "subject_id": ev.subject_id,
+                "purpose": {"key": ev.purpose, "description": purpose.get("description")},
+                "lawful_basis": purpose.get("lawful_basis", "consent"),
+                "action": ev.action,
+                "state": ConsentAction(ev.action).value,
+                "current_state": current,
+                "occurred_at": ev.occurred_at,
+                "recorded_at": ev.recorded_at,
+                "source": ev.source,
+                "gpc": ev.gpc,
+                "policy": {
+                    "key": pv.policy_key,
+                    "version": pv.version,
+                    "title": resolved.get("title", ""),
+                    "published_at": pv.published_at,
+                    "effective_at": pv.effective_at,
+                },
+                "jurisdiction": resolved["jurisdiction"]["regime"],
+                "withdrawal_method": withdrawal,
+                "retention": {
+                    "consent_expires_after": purpose.get("expires_after"),
+                    "consent_expires_at": ev.expires_at,
+                    "record": RECORD_RETENTION,
+                },
+                "event_id": ev.id,
+            }
+        )
+
+
+def _item_problem(index: int, exc: DomainError) -> dict[str, Any]:
+    extra = dict(exc.extra)
+    if "errors" in extra:
+        extra["errors"] = [
+            {**e, "loc": ["body", "events", index, *e["loc"][1:]]} for e in extra["errors"]
+        ]
+    return problem_body(exc.status, exc.code, exc.detail, index=index, **extra)

@@ -1,0 +1,69 @@
+"""Request-scoped dependencies: database session, principal with scopes, clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.clock import Clock
+from app.core.errors import Unauthorized
+from app.core.security import KeyConfig, Principal, verify_token
+
+bearer = HTTPBearer(auto_error=False, description="JWT from `python -m app token`")
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer token is required")
+    keys: KeyConfig = request.app.state.keys
+    principal = verify_token(keys, credentials.credentials)
+    request.state.tenant = principal.tenant
+    return principal
+
+
+def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Dependency factory: the principal, after checking it holds every scope named."""
+
+    writes = any(s.endswith(":write") or s == "webhooks:manage" for s in scopes)
+
+    async def _dep(
+        request: Request, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> Principal:
+        principal.require(*scopes)
+        limiter = request.app.state.write_limiter
+        if writes and limiter is not None and request.method != "GET":
+            limiter.check(principal.tenant)
+        return principal
+
+    return _dep
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+PoliciesRead = Annotated[Principal, Depends(require("policies:read"))]
+PoliciesWrite = Annotated[Principal, Depends(require("policies:write"))]
+DsarRead = Annotated[Principal, Depends(require("dsar:read"))]
+DsarWrite = Annotated[Principal, Depends(require("dsar:write"))]
+ConsentRead = Annotated[Principal, Depends(require("consent:read"))]
+ConsentWrite = Annotated[Principal, Depends(require("consent:write"))]
+BreachRead = Annotated[Principal, Depends(require("breach:read"))]
+BreachWrite = Annotated[Principal, Depends(require("breach:write"))]
+SubjectExport = Annotated[Principal, Depends(require("consent:read", "dsar:read"))]
+SubjectErase = Annotated[Principal, Depends(require("consent:write", "dsar:write"))]

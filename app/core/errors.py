@@ -1,0 +1,211 @@
+"""RFC 9457 problem details: one DomainError hierarchy, one renderer, the handlers.
+
+Every error the API returns is `application/problem+json` with a stable snake_case `code`.
+Validation errors carry field paths and messages only: submitted values may be personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://privacy-rights-api.dev/problems/"
+
+log = logging.getLogger("app.errors")
+
+
+class ValidationItem(BaseModel):
+    loc: list[str | int] = Field(max_length=32)
+    msg: str = Field(max_length=1000)
+    type: str | None = Field(default=None, max_length=100)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable `code` and optional extra members."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "https://privacy-rights-api.dev/problems/not_found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "No policy 'spotrak' in this tenant",
+                "code": "policy_not_found",
+            }
+        },
+    )
+
+    type: str = Field(max_length=300)
+    title: str = Field(max_length=300)
+    status: int
+    detail: str | None = Field(default=None, max_length=4000)
+    code: str = Field(max_length=100)
+    errors: list[ValidationItem] | None = Field(default=None, max_length=1000)
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+class DomainError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+    title: str | None = None
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail
+        self.extra = extra
+
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class Unprocessable(DomainError):
+    status = 422
+    code = "unprocessable"
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+    code = "precondition_failed"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "invalid_token"
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "insufficient_scope"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    code = "service_unavailable"
+
+
+def problem_body(
+    status: int,
+    code: str,
+    detail: str | None = None,
+    title: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    return ProblemResponse(problem_body(status, code, detail, **extra), status, headers=headers)
+
+
+def validation_items(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Field path and message only: never the submitted `input` or `ctx` values."""
+    items = []
+    for err in errors:
+        loc = [p if isinstance(p, int | str) else str(p) for p in err.get("loc", ())]
+        msg = str(err.get("msg", "invalid"))
+        items.append({"loc": loc, "msg": msg, "type": err.get("type")})
+    return items
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "invalid_token",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> ProblemResponse:
+        return problem_response(exc.status, exc.code, exc.detail, exc.headers(), **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ProblemResponse:
+        items = validation_items(exc.errors())
+        first = items[0] if items else None
+        detail = (
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+            if first
+            else "The request is not valid"
+        )
+        return problem_response(422, "validation_error", detail, errors=items)
+
+    async def _database_away(_: Request, exc: Exception) -> ProblemResponse:
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        return problem_response(
+            503,
+            "database_unavailable",
+            "The database is not reachable right now; retry shortly",
+            {"Retry-After": "2"},
+        )
+
+    for cls in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        ConnectionError,
+        OSError,
+    ):
+        app.add_exception_handler(cls, _database_away)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(exc.status_code, code, detail, headers)

@@ -1,0 +1,155 @@
+"""`Idempotency-Key` for creating POSTs (draft-ietf-httpapi-idempotency-key-header).
+
+Same key + same body replays the first response; same key + another body is 422; the same
+key while the first request is still running is 409 at once. The stored response is written
+in the same transaction as the change it describes, so a replay never points at nothing.
+
+PostgreSQL: `pg_try_advisory_xact_lock` on the key answers 409 at once instead of waiting on
+the unique index. SQLite (embedded, one process): an in-process set of keys in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+from sqlalchemy import Integer, String, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, JSONType, UTCDateTime
+from app.core.errors import Conflict, Unprocessable
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Retry-safe key: the same key and body replay the first response",
+    ),
+]
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_record"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[Any] = mapped_column(JSONType)
+    location: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_request_in_progress"
+
+
+class InvalidIdempotencyKey(Unprocessable):
+    code = "invalid_idempotency_key"
+
+
+_IN_FLIGHT: set[tuple[str, str, str]] = set()
+
+
+def body_hash(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def normalise_key(raw: str) -> str:
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':  # RFC 8941 sf-string form
+        key = key[1:-1]
+    if not key or not key.isprintable():
+        raise InvalidIdempotencyKey("Idempotency-Key must be a non-empty printable string")
+    return key
+
+
+@dataclass(slots=True)
+class Idempotent:
+    session: AsyncSession
+    tenant: str
+    operation: str
+    key: str | None
+    request_hash: str
+    replay: JSONResponse | None = None
+
+    def remember(self, status_code: int, body: Any, location: str | None, at: datetime) -> None:
+        """Store the response in the caller's transaction (commit makes both visible)."""
+        if self.key is None:
+            return
+        self.session.add(
+            IdempotencyRecord(
+                tenant=self.tenant,
+                operation=self.operation,
+                key=self.key,
+                request_hash=self.request_hash,
+                status_code=status_code,
+                response_body=body,
+                location=location,
+                created_at=at,
+            )
+        )
+
+
+def _lock_id(tenant: str, operation: str, key: str) -> int:
+    digest = hashlib.sha256(f"{tenant}\x00{operation}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@asynccontextmanager
+async def idempotent(
+    session: AsyncSession, tenant: str, operation: str, raw_key: str | None, payload: Any
+) -> AsyncIterator[Idempotent]:
+    key = normalise_key(raw_key) if raw_key is not None else None
+    state = Idempotent(session, tenant, operation, key, body_hash(payload))
+    if key is None:
+        yield state
+        return
+    marker = (tenant, operation, key)
+    is_pg = session.get_bind().dialect.name == "postgresql"
+    if is_pg:
+        got = await session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_id(*marker)}
+        )
+        if not got:
+            raise IdempotencyInProgress("A request with this Idempotency-Key is still running")
+    else:
+        if marker in _IN_FLIGHT:
+            raise IdempotencyInProgress("A request with this Idempotency-Key is still running")
+        _IN_FLIGHT.add(marker)
+    try:
+        found = await session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.tenant == tenant,
+                IdempotencyRecord.operation == operation,
+                IdempotencyRecord.key == key,
+            )
+        )
+        if found is not None:
+            if found.request_hash != state.request_hash:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used with a different request body"
+                )
+            headers = {"Idempotent-Replayed": "true"}
+            if found.location:
+                headers["Location"] = found.location
+            state.replay = JSONResponse(found.response_body, found.status_code, headers=headers)
+        yield state
+    finally:
+        if not is_pg:
+            _IN_FLIGHT.discard(marker)

@@ -1,0 +1,194 @@
+"""Everything JWT lives here, so the library (python-jose) can be swapped in one place.
+
+The accepted algorithm follows the configured key and nothing else: HS256 for a shared
+secret, RS256 for an RSA public key, ES256 for an EC P-256 public key. python-jose 3.5 would
+otherwise accept e.g. an HS256 token "signed" with the DER form of the RSA public key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jose import jwt
+from jose.exceptions import JOSEError
+
+from app.core.config import ConfigurationError, Settings
+from app.core.errors import Forbidden, Unauthorized
+
+ALL_SCOPES: tuple[str, ...] = (
+    "policies:read",
+    "policies:write",
+    "dsar:read",
+    "dsar:write",
+    "consent:read",
+    "consent:write",
+    "breach:read",
+    "breach:write",
+    "webhooks:manage",
+    "audit:read",
+)
+MAX_TOKEN_BYTES = 8 * 1024
+IAT_LEEWAY_SECONDS = 60
+MAX_TENANT_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    tenant: str
+    scopes: frozenset[str]
+
+    def require(self, *needed: str) -> None:
+        missing = [s for s in needed if s not in self.scopes]
+        if missing:
+            raise Forbidden(
+                f"This token lacks the scope(s): {' '.join(missing)}", required=list(needed)
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    algorithm: str
+    verify_key: str
+    sign_key: str | None
+    key_id: str | None
+    issuer: str | None
+    audience: str | None
+
+
+def load_key_config(settings: Settings) -> KeyConfig:
+    """Resolve the one key (and so the one algorithm) this deployment accepts."""
+    if settings.auth_public_key:
+        public = serialization.load_pem_public_key(settings.auth_public_key.encode())
+        if isinstance(public, rsa.RSAPublicKey):
+            alg = "RS256"
+        elif isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
+            alg = "ES256"
+        else:
+            raise ConfigurationError("AUTH_PUBLIC_KEY must be an RSA or EC P-256 public key (PEM)")
+        return KeyConfig(
+            alg,
+            settings.auth_public_key,
+            settings.auth_private_key,
+            settings.auth_key_id,
+            settings.auth_issuer,
+            settings.auth_audience,
+        )
+    if settings.auth_secret:
+        secret = settings.auth_secret
+    elif settings.app_env == "production":
+        raise ConfigurationError("APP_ENV=production refuses to start without a signing key")
+    else:
+        secret = dev_secret(settings.dev_secret_path())
+    return KeyConfig(
+        "HS256", secret, secret, settings.auth_key_id, settings.auth_issuer, settings.auth_audience
+    )
+
+
+def dev_secret(path: Path) -> str:
+    """Generate the dev-mode HS256 secret once and keep it (0600) for later runs."""
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= 32:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def mint_token(
+    keys: KeyConfig,
+    *,
+    tenant: str,
+    scopes: list[str],
+    sub: str = "cli",
+    ttl_seconds: int = 3600,
+    now: float | None = None,
+) -> str:
+    if keys.sign_key is None:
+        raise ConfigurationError(
+            "no signing key: set AUTH_PRIVATE_KEY to mint tokens for an RS256/ES256 deployment"
+        )
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "tenant": tenant,
+        "scope": " ".join(scopes),
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_seconds,
+    }
+    if keys.issuer:
+        claims["iss"] = keys.issuer
+    if keys.audience:
+        claims["aud"] = keys.audience
+    headers = {"kid": keys.key_id} if keys.key_id else None
+    return str(jwt.encode(claims, keys.sign_key, algorithm=keys.algorithm, headers=headers))
+
+
+_INVALID = "The bearer token is missing, malformed, expired or not signed by this service"
+
+
+def verify_token(keys: KeyConfig, token: str, *, now: float | None = None) -> Principal:
+    """Validate a bearer token; every failure is the same 401, whatever the cause."""
+    if not token or len(token.encode()) > MAX_TOKEN_BYTES:
+        raise Unauthorized(_INVALID)
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != keys.algorithm:
+            raise Unauthorized(_INVALID)
+        if keys.key_id is not None and header.get("kid") != keys.key_id:
+            raise Unauthorized(_INVALID)
+        claims = jwt.decode(
+            token,
+            keys.verify_key,
+            algorithms=[keys.algorithm],
+            audience=keys.audience,
+            issuer=keys.issuer,
+            options={
+                "require_exp": True,
+                "require_aud": keys.audience is not None,
+                "require_iss": keys.issuer is not None,
+                "verify_aud": keys.audience is not None,
+            },
+        )
+    except (JOSEError, ValueError, TypeError, KeyError) as exc:
+        raise Unauthorized(_INVALID) from exc
+    current = now if now is not None else time.time()
+    iat = claims.get("iat")
+    if iat is not None and (not isinstance(iat, int | float) or iat > current + IAT_LEEWAY_SECONDS):
+        raise Unauthorized(_INVALID)
+    tenant = claims.get("tenant")
+    sub = claims.get("sub")
+    scope = claims.get("scope", "")
+    if (
+        not isinstance(tenant, str)
+        or not tenant
+        or len(tenant) > MAX_TENANT_LENGTH
+        or not isinstance(sub, str)
+        or not sub
+        or not isinstance(scope, str)
+    ):
+        raise Unauthorized(_INVALID)
+    return Principal(sub=sub[:200], tenant=tenant, scopes=frozenset(scope.split()))
+
+
+def parse_scopes(value: str) -> list[str]:
+    """`all` or a space-separated list of known scopes."""
+    if value.strip() == "all":
+        return list(ALL_SCOPES)
+    scopes = value.split()
+    unknown = [s for s in scopes if s not in ALL_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope(s): {' '.join(unknown)}; known: {' '.join(ALL_SCOPES)}")
+    return scopes

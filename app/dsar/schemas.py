@@ -1,0 +1,136 @@
+"""DSAR tickets as the API takes and gives them (DESIGN §6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from app.dsar.models import DsarStatus
+from app.policies.schemas import KEY_PATTERN, Right
+
+Sla = Literal["on_track", "due_soon", "overdue", "met", "missed"]
+
+
+class Subject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+$")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Subject:
+        if not (self.id or self.email or self.name):
+            raise ValueError("give at least one of id, email, name")
+        return self
+
+
+class DsarCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "policy_key": "spotrak",
+                    "type": "access",
+                    "subject": {"id": "user-8812", "email": "jane@example.com"},
+                    "received_at": "2027-01-31T09:30:00+01:00",
+                    "channel": "email",
+                }
+            ]
+        },
+    )
+
+    policy_key: str = Field(pattern=KEY_PATTERN)
+    type: Right
+    subject: Subject
+    requester: Literal["subject", "controller"] = "subject"
+    received_at: AwareDatetime | None = Field(
+        default=None, description="Default now; may be back-dated, never in the future"
+    )
+    channel: str | None = Field(default=None, max_length=50)
+    description: str | None = Field(default=None, max_length=4000)
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"to": "in_progress", "verified_at": None}]},
+    )
+
+    to: DsarStatus
+    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+    verified_at: AwareDatetime | None = Field(
+        default=None, description="When identity was verified (leaving awaiting_verification)"
+    )
+
+
+class ExtensionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "Complex request spanning 6 systems"}]},
+    )
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class Step(BaseModel):
+    rule: str
+    source: str | None
+    detail: str
+
+
+class DsarRead(BaseModel):
+    id: uuid.UUID
+    policy_key: str
+    policy_version: int
+    type: str
+    requester: str
+    status: DsarStatus
+    subject: dict[str, str | None]
+    channel: str | None
+    description: str | None
+    received_at: datetime
+    clock_started_at: datetime
+    verified_at: datetime | None
+    acknowledge_by: date | None
+    due_at: datetime | None
+    due_date: date | None
+    provisional: bool = Field(description="The clock starts at verification, not yet done")
+    extension_allowed: bool
+    extended: bool
+    extension_reason: str | None
+    extension_notice_by: date | None = Field(
+        description="The date by which the subject must be told of the extension"
+    )
+    status_reason: str | None
+    sla: Sla
+    explanation: list[Step]
+    closed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class DsarList(BaseModel):
+    items: list[DsarRead]
+    next_cursor: str | None
+
+
+class DsarEventRead(BaseModel):
+    id: uuid.UUID
+    at: datetime
+    actor: str
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    data: dict[str, Any]
+
+
+class DsarEventList(BaseModel):
+    items: list[DsarEventRead]
+    next_cursor: str | None

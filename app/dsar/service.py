@@ -1,0 +1,511 @@
+"""DSAR use cases: each is one transaction, committed here.
+
+Dates come from `app.rules` only; this module decides *which* facts to give it (receipt,
+verification, extension) and records what it answered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.core.clock import Clock
+from app.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from app.core.idempotency import idempotent
+from app.core.ids import new_id
+from app.core.pagination import decode_cursor, encode_cursor
+from app.core.security import Principal
+from app.dsar.models import (
+    NO_DUE_SORT,
+    OPEN_STATUSES,
+    TRANSITIONS,
+    DsarEvent,
+    DsarStatus,
+    DsarTicket,
+)
+from app.dsar.repository import DsarRepository, sla_filter
+from app.dsar.schemas import DsarCreate, DsarEventRead, DsarRead, ExtensionIn, TransitionIn
+from app.policies.models import PolicyVersion
+from app.policies.repository import PolicyRepository
+from app.policies.service import PolicyService
+from app.rules.deadlines import DsarDeadlines, dsar_deadlines
+
+CLOCK_SKEW = timedelta(seconds=5)
+MAX_RETRIES = 3
+
+
+class DsarNotFound(NotFound):
+    code = "dsar_not_found"
+
+
+class DsarTypeNotOffered(Unprocessable):
+    code = "dsar_type_not_offered"
+
+
+class DsarInvalid(Unprocessable):
+    code = "validation_error"
+
+
+class TransitionNotAllowed(Conflict):
+    code = "dsar_transition_not_allowed"
+
+
+class ReasonRequired(Unprocessable):
+    code = "dsar_reason_required"
+
+
+class ExtensionAlreadyTaken(Conflict):
+    code = "dsar_extension_already_taken"
+
+
+class ExtensionNotAllowed(Conflict):
+    code = "dsar_extension_not_allowed"
+
+
+class ExtensionTooLate(Conflict):
+    code = "dsar_extension_window_closed"
+
+
+class DsarClosed(Conflict):
+    code = "dsar_closed"
+
+
+class VersionMismatch(PreconditionFailed):
+    code = "version_mismatch"
+
+
+def invalid(loc: list[str | int], msg: str) -> DsarInvalid:
+    return DsarInvalid(
+        f"{'.'.join(str(p) for p in loc)}: {msg}",
+        errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
+    )
+
+
+def sla_of(ticket: DsarTicket, now: datetime, window: timedelta) -> str:
+    due = ticket.due_at
+    if not ticket.is_open:
+        if due is None or (ticket.closed_at is not None and ticket.closed_at <= due):
+            return "met"
+        return "missed"
+    if due is None:
+        return "on_track"
+    if now > due:
+        return "overdue"
+    if due - now <= window:
+        return "due_soon"
+    return "on_track"
+
+
+def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
+    return DsarRead.model_validate(
+        {
+            "id": ticket.id,
+            "policy_key": ticket.policy_key,
+            "policy_version": ticket.policy_version,
+            "type": ticket.type,
+            "requester": ticket.requester,
+            "status": ticket.status,
+            "subject": {
+                "id": ticket.subject_id,
+                "email": ticket.subject_email,
+                "name": ticket.subject_name,
+            },
+            "channel": ticket.channel,
+            "description": ticket.description,
+            "received_at": ticket.received_at,
+            "clock_started_at": ticket.clock_started_at,
+            "verified_at": ticket.verified_at,
+            "acknowledge_by": ticket.acknowledge_by,
+            "due_at": ticket.due_at,
+            "due_date": ticket.due_date,
+            "provisional": ticket.provisional,
+            "extension_allowed": ticket.extension_allowed,
+            "extended": ticket.extended,
+            "extension_reason": ticket.extension_reason,
+            "extension_notice_by": ticket.extension_notice_by,
+            "status_reason": ticket.status_reason,
+            "sla": sla_of(ticket, now, window),
+            "explanation": ticket.explanation,
+            "closed_at": ticket.closed_at,
+            "created_at": ticket.created_at,
+            "updated_at": ticket.updated_at,
+            "version": ticket.version,
+        }
+    )
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise VersionMismatch('If-Match must be the ticket\'s version, e.g. "3"')
+    return int(text)
+
+
+def _apply_deadlines(ticket: DsarTicket, dl: DsarDeadlines, *, extended: bool) -> None:
+    ticket.clock_started_at = dl.clock_started_at
+    ticket.acknowledge_by = dl.acknowledge_by
+    ticket.provisional = dl.provisional
+    ticket.extension_allowed = dl.extension_allowed
+    ticket.first_due_at = dl.due_at
+    if extended and dl.extended_due_at is not None:
+        ticket.due_at, ticket.due_date = dl.extended_due_at, dl.extended_due_date
+        ticket.extension_notice_by = dl.extension_notice_by
+    else:
+        ticket.due_at, ticket.due_date = dl.due_at, dl.due_date
+    ticket.due_sort = ticket.due_at or NO_DUE_SORT
+    ticket.explanation = [step.to_dict() for step in dl.explanation]
+
+
+class DsarService:
+    def __init__(self, session: AsyncSession, clock: Clock, due_soon: timedelta) -> None:
+        self.session = session
+        self.repo = DsarRepository(session)
+        self.policies = PolicyRepository(session)
+        self.clock = clock
+        self.due_soon = due_soon
+
+    def read(self, ticket: DsarTicket) -> DsarRead:
+        return to_read(ticket, self.clock(), self.due_soon)
+
+    async def create(
+        self, who: Principal, body: DsarCreate, idempotency_key: str | None
+    ) -> JSONResponse | DsarRead:
+        now = self.clock()
+        received_at = (body.received_at or now).astimezone(UTC)
+        if received_at > now + CLOCK_SKEW:
+            raise invalid(["body", "received_at"], "a request cannot be received in the future")
+        payload = body.model_dump(mode="json", exclude_unset=True)
+        async with idempotent(
+            self.session, who.tenant, "createDsar", idempotency_key, payload
+        ) as idem:
+            if idem.replay is not None:
+                return idem.replay
+            pv = await PolicyService(self.session, self.clock).version_at(
+                who.tenant, body.policy_key, received_at
+            )
+            offered: list[str] = list(pv.resolved["rights"])
+            if body.type not in offered:
+                raise DsarTypeNotOffered(
+                    f"Policy '{body.policy_key}' v{pv.version} does not offer '{body.type}'",
+                    offered=offered,
+                )
+            dl = dsar_deadlines(
+                pv.resolved, type=body.type, received_at=received_at, requester=body.requester
+            )
+            ticket = DsarTicket(
+                id=uuid.uuid4(),
+                tenant=who.tenant,
+                policy_key=body.policy_key,
+                policy_version=pv.version,
+                type=body.type,
+                requester=body.requester,
+                status=DsarStatus.received,
+                is_open=True,
+                subject_id=body.subject.id,
+                subject_email=body.subject.email,
+                subject_name=body.subject.name,
+                channel=body.channel,
+                description=body.description,
+                received_at=received_at,
+                verified_at=None,
+                extended=False,
+                extension_reason=None,
+                extension_notice_by=None,
+                status_reason=None,
+                closed_at=None,
+                created_at=now,
+                updated_at=now,
+            )
+            _apply_deadlines(ticket, dl, extended=False)
+            self.session.add(ticket)
+            self._event(
+                ticket,
+                who,
+                now,
+                "created",
+                None,
+                DsarStatus.received,
+                None,
+                {"policy_version": pv.version, "due_date": _iso(ticket.due_date)},
+            )
+            await self.session.flush()
+            read = self.read(ticket)
+            idem.remember(201, read.model_dump(mode="json"), f"/v1/dsars/{ticket.id}", at=now)
+            await self.session.commit()
+            return read
+
+    async def get(self, who: Principal, ticket_id: uuid.UUID) -> DsarRead:
+        return self.read(await self._ticket(who, ticket_id))
+
+    async def _ticket(self, who: Principal, ticket_id: uuid.UUID, lock: bool = False) -> DsarTicket:
+        ticket = await self.repo.get(who.tenant, ticket_id, lock=lock)
+        if ticket is None:
+            raise DsarNotFound(f"No DSAR {ticket_id} in this tenant")
+        return ticket
+
+    async def _policy_version(self, ticket: DsarTicket) -> PolicyVersion:
+        pv = await self.policies.get_version_by_key(
+            ticket.tenant, ticket.policy_key, ticket.policy_version
+        )
+        assert pv is not None, "a ticket always references an existing policy version"
+        return pv
+
+    async def transition(
+        self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, if_match: str | None
+    ) -> DsarRead:
+        expected = parse_if_match(if_match)
+        for attempt in range(MAX_RETRIES):
+            try:
+                return await self._transition_once(who, ticket_id, body, expected)
+            except StaleDataError:
+                await self.session.rollback()
+                if expected is not None or attempt == MAX_RETRIES - 1:
+                    raise VersionMismatch("The ticket changed meanwhile; read it again") from None
+        raise AssertionError("unreachable")
+
+    async def _transition_once(
+        self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, expected: int | None
+    ) -> DsarRead:
+        now = self.clock()
+        ticket = await self._ticket(who, ticket_id, lock=True)
+        if expected is not None and ticket.version != expected:
+            raise VersionMismatch(
+                f"The ticket is at version {ticket.version}, not {expected}",
+                current_version=ticket.version,
+            )
+        current = DsarStatus(ticket.status)
+        allowed = TRANSITIONS[current]
+        if body.to not in allowed:
+            raise TransitionNotAllowed(
+                f"A ticket in '{current.value}' cannot move to '{body.to.value}'",
+                allowed=[s.value for s in allowed],
+            )
+        if body.to == DsarStatus.rejected and not body.reason:
+            raise ReasonRequired(
+                "Rejecting a request needs a reason (GDPR Art. 12(4))",
+                errors=[
+                    {"loc": ["body", "reason"], "msg": "required to reject", "type": "missing"}
+                ],
+            )
+        verifying = body.to == DsarStatus.in_progress and current in (
+            DsarStatus.received,
+            DsarStatus.awaiting_verification,
+        )
+        if body.verified_at is not None and not verifying:
+            raise invalid(
+                ["body", "verified_at"], "only when identity is verified (to in_progress)"
+            )
+        data: dict[str, Any] = {}
+        if verifying:
+            if current == DsarStatus.awaiting_verification:
+                verified_at = body.verified_at or now
+            else:  # identity already known at receipt
+                verified_at = body.verified_at or ticket.received_at
+            if verified_at > now + CLOCK_SKEW:
+                raise invalid(["body", "verified_at"], "cannot be in the future")
+            if verified_at < ticket.received_at:
+                raise invalid(["body", "verified_at"], "cannot be before the request was received")
+            ticket.verified_at = verified_at
+            data["verified_at"] = verified_at.isoformat()
+            pv = await self._policy_version(ticket)
+            dl = dsar_deadlines(
+                pv.resolved,
+                type=ticket.type,
+                received_at=ticket.received_at,
+                verified_at=verified_at,
+                requester=ticket.requester,
+                extended=ticket.extended,
+            )
+            if dl.due_at != ticket.due_at or ticket.provisional != dl.provisional:
+                data["due_at_before"] = _iso(ticket.due_at)
+            _apply_deadlines(ticket, dl, extended=ticket.extended)
+            data["due_date"] = _iso(ticket.due_date)
+        ticket.status = body.to
+        ticket.is_open = body.to in OPEN_STATUSES
+        if not ticket.is_open:
+            ticket.closed_at = now
+        if body.reason:
+            ticket.status_reason = body.reason
+        ticket.updated_at = now
+        self._event(ticket, who, now, "status_changed", current, body.to, body.reason, data)
+        await self.session.flush()
+        read = self.read(ticket)
+        await self.session.commit()
+        return read
+
+    async def extend(
+        self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, if_match: str | None
+    ) -> DsarRead:
+        expected = parse_if_match(if_match)
+        for attempt in range(MAX_RETRIES):
+            try:
+                return await self._extend_once(who, ticket_id, body, expected)
+            except StaleDataError:
+                await self.session.rollback()
+                if expected is not None or attempt == MAX_RETRIES - 1:
+                    raise VersionMismatch("The ticket changed meanwhile; read it again") from None
+        raise AssertionError("unreachable")
+
+    async def _extend_once(
+        self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, expected: int | None
+    ) -> DsarRead:
+        now = self.clock()
+        ticket = await self._ticket(who, ticket_id, lock=True)
+        if expected is not None and ticket.version != expected:
+            raise VersionMismatch(
+                f"The ticket is at version {ticket.version}, not {expected}",
+                current_version=ticket.version,
+            )
+        if not ticket.is_open:
+            raise DsarClosed(f"The ticket is {ticket.status}: it can no longer be extended")
+        if ticket.extended:
+            raise ExtensionAlreadyTaken("The extension was already taken (it is allowed once)")
+        if not ticket.extension_allowed:
+            raise ExtensionNotAllowed("The rule governing this request allows no extension")
+        if ticket.first_due_at is not None and now > ticket.first_due_at:
+            raise ExtensionTooLate(
+                "An extension must be taken within the first period, which ended "
+                f"{ticket.first_due_at.isoformat()}"
+            )
+        pv = await self._policy_version(ticket)
+        dl = dsar_deadlines(
+            pv.resolved,
+            type=ticket.type,
+            received_at=ticket.received_at,
+            verified_at=ticket.verified_at,
+            requester=ticket.requester,
+            extended=True,
+        )
+        before = ticket.due_at
+        _apply_deadlines(ticket, dl, extended=True)
+        ticket.extended = True
+        ticket.extension_reason = body.reason
+        ticket.updated_at = now
+        self._event(
+            ticket,
+            who,
+            now,
+            "extended",
+            None,
+            None,
+            body.reason,
+            {
+                "due_at_before": _iso(before),
+                "due_date": _iso(ticket.due_date),
+                "subject_must_be_told_by": _iso(ticket.extension_notice_by),
+            },
+        )
+        await self.session.flush()
+        read = self.read(ticket)
+        await self.session.commit()
+        return read
+
+    async def list_page(
+        self,
+        who: Principal,
+        *,
+        status: DsarStatus | None,
+        type: str | None,
+        sla: str | None,
+        policy_key: str | None,
+        due_before: datetime | None,
+        received_after: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[DsarRead], str | None]:
+        now = self.clock()
+        filters: list[ColumnElement[bool]] = []
+        if status is not None:
+            filters.append(DsarTicket.status == status)
+        if type is not None:
+            filters.append(DsarTicket.type == type)
+        if policy_key is not None:
+            filters.append(DsarTicket.policy_key == policy_key)
+        if due_before is not None:
+            filters.append(DsarTicket.due_at < due_before)
+        if received_after is not None:
+            filters.append(DsarTicket.received_at > received_after)
+        if sla is not None:
+            filters.append(sla_filter(sla, now, self.due_soon))
+        after = decode_cursor(cursor, 2)
+        parsed: tuple[datetime, uuid.UUID] | None = None
+        if after is not None:
+            try:
+                parsed = (datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1])))
+            except ValueError as exc:
+                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
+        rows = await self.repo.list(who.tenant, filters=filters, after=parsed, limit=limit + 1)
+        page = list(rows[:limit])
+        items = [to_read(t, now, self.due_soon) for t in page]
+        nxt = (
+            encode_cursor([page[-1].due_sort.isoformat(), str(page[-1].id)])
+            if len(rows) > limit and page
+            else None
+        )
+        return items, nxt
+
+    async def events(
+        self, who: Principal, ticket_id: uuid.UUID, limit: int, cursor: str | None
+    ) -> tuple[list[DsarEventRead], str | None]:
+        await self._ticket(who, ticket_id)
+        after = decode_cursor(cursor, 2)
+        parsed: tuple[datetime, uuid.UUID] | None = None
+        if after is not None:
+            try:
+                parsed = (datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1])))
+            except ValueError as exc:
+                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
+        rows = await self.repo.events(ticket_id, parsed, limit + 1)
+        page = list(rows[:limit])
+        items = [DsarEventRead.model_validate(e, from_attributes=True) for e in page]
+        nxt = (
+            encode_cursor([page[-1].at.isoformat(), str(page[-1].id)])
+            if len(rows) > limit and page
+            else None
+        )
+        return items, nxt
+
+    async def tickets_of_subject(self, tenant: str, subject_id: str) -> Sequence[DsarTicket]:
+        return await self.repo.for_subject(tenant, subject_id)
+
+    def _event(
+        self,
+        ticket: DsarTicket,
+        who: Principal,
+        at: datetime,
+        kind: str,
+        from_status: DsarStatus | None,
+        to_status: DsarStatus | None,
+        reason: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        self.session.add(
+            DsarEvent(
+                id=new_id(),
+                ticket_id=ticket.id,
+                tenant=ticket.tenant,
+                at=at,
+                actor=who.sub,
+                kind=kind,
+                from_status=from_status.value if from_status else None,
+                to_status=to_status.value if to_status else None,
+                reason=reason,
+                data=data,
+            )
+        )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,104 @@
+"""The ASGI app: `uvicorn app.main:app`. Engine and session factory are built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.breaches.router import router as breaches_router
+from app.consent.router import router as consent_router
+from app.core.clock import Clock, utc_now
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import Metrics, RequestContextMiddleware
+from app.core.ratelimit import WriteLimiter
+from app.core.security import load_key_config
+from app.dsar.router import router as dsar_router
+from app.ops.router import router as ops_router
+from app.policies.router import router as policies_router
+from app.subjects.router import router as subjects_router
+
+DESCRIPTION = """\
+Privacy policies as versioned configuration, and the promises they make kept on time:
+DSAR due dates, an append-only consent ledger, breach notification clocks, retention expiry.
+
+Authenticate with `Authorization: Bearer <JWT>` (`python -m app token --tenant acme --scopes all`).
+Errors are RFC 9457 `application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
+    settings = settings or get_settings()
+    keys = load_key_config(settings)  # refuses to start without a key in production
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        engine = create_engine(
+            settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+        )
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Privacy Rights API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "policies", "description": "Policies as versioned configuration"},
+            {"name": "dsars", "description": "Data-subject requests and their legal clocks"},
+            {"name": "consent", "description": "The append-only consent ledger"},
+            {"name": "subjects", "description": "One person's consents, export and erasure"},
+            {"name": "breaches", "description": "Breach incidents, their clocks and the record"},
+            {"name": "ops", "description": "Health, readiness and metrics"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.keys = keys
+    app.state.clock = clock
+    app.state.metrics = Metrics()
+    app.state.write_limiter = (
+        WriteLimiter(settings.rate_limit_writes) if settings.rate_limit_writes else None
+    )
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(policies_router)
+    app.include_router(dsar_router)
+    app.include_router(consent_router)
+    app.include_router(subjects_router)
+    app.include_router(breaches_router)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Location", "ETag", "X-Request-Id"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` builds the app on first access, not at import (tests and the
+    # CLI import this module without wanting an app built from the environment).
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

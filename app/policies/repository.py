@@ -1,0 +1,108 @@
+"""Policy persistence. Every query is scoped by tenant; repositories flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.policies.models import Policy, PolicyVersion
+
+
+class PolicyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, tenant: str, key: str) -> Policy | None:
+        return await self.session.scalar(
+            select(Policy).where(Policy.tenant == tenant, Policy.key == key)
+        )
+
+    async def list(self, tenant: str, after_key: str | None, limit: int) -> Sequence[Policy]:
+        stmt = select(Policy).where(Policy.tenant == tenant)
+        if after_key is not None:
+            stmt = stmt.where(Policy.key > after_key)
+        return (await self.session.scalars(stmt.order_by(Policy.key).limit(limit))).all()
+
+    async def bump_version(self, policy_id: uuid.UUID) -> int:
+        """Atomically take the next version number (serialises concurrent publishes)."""
+        new = await self.session.scalar(
+            update(Policy)
+            .where(Policy.id == policy_id)
+            .values(latest_version=Policy.latest_version + 1)
+            .returning(Policy.latest_version)
+        )
+        assert new is not None
+        return int(new)
+
+    async def get_version(self, policy_id: uuid.UUID, version: int) -> PolicyVersion | None:
+        return await self.session.scalar(
+            select(PolicyVersion).where(
+                PolicyVersion.policy_id == policy_id, PolicyVersion.version == version
+            )
+        )
+
+    async def list_versions(
+        self, policy_id: uuid.UUID, after_version: int | None, limit: int
+    ) -> Sequence[PolicyVersion]:
+        stmt = select(PolicyVersion).where(PolicyVersion.policy_id == policy_id)
+        if after_version is not None:
+            stmt = stmt.where(PolicyVersion.version > after_version)
+        return (await self.session.scalars(stmt.order_by(PolicyVersion.version).limit(limit))).all()
+
+    async def version_at(self, tenant: str, key: str, at: datetime) -> PolicyVersion | None:
+        """The version governing instant `at`: the newest one in effect by then, else version 1
+        (version 1 also governs every earlier instant: back-dated requests and incidents)."""
+        found = await self.session.scalar(
+            select(PolicyVersion)
+            .where(
+                PolicyVersion.tenant == tenant,
+                PolicyVersion.policy_key == key,
+                PolicyVersion.effective_at <= at,
+            )
+            .order_by(PolicyVersion.version.desc())
+            .limit(1)
+        )
+        if found is not None:
+            return found
+        return await self.session.scalar(
+            select(PolicyVersion).where(
+                PolicyVersion.tenant == tenant,
+                PolicyVersion.policy_key == key,
+                PolicyVersion.version == 1,
+            )
+        )
+
+    async def versions_in_force(
+        self, policy_ids: Sequence[uuid.UUID], at: datetime
+    ) -> dict[uuid.UUID, PolicyVersion]:
+        """For a page of policies, each one's version in force, in one query."""
+        if not policy_ids:
+            return {}
+        rows = (
+            await self.session.scalars(
+                select(PolicyVersion).where(
+                    PolicyVersion.policy_id.in_(policy_ids),
+                    (PolicyVersion.effective_at <= at) | (PolicyVersion.version == 1),
+                )
+            )
+        ).all()
+        best: dict[uuid.UUID, PolicyVersion] = {}
+        for row in rows:
+            current = best.get(row.policy_id)
+            in_effect = row.effective_at <= at
+            if current is None or (in_effect and row.version > current.version):
+                best[row.policy_id] = row
+        return best
+
+    async def get_version_by_key(self, tenant: str, key: str, version: int) -> PolicyVersion | None:
+        return await self.session.scalar(
+            select(PolicyVersion).where(
+                PolicyVersion.tenant == tenant,
+                PolicyVersion.policy_key == key,
+                PolicyVersion.version == version,
+            )
+        )

@@ -1,0 +1,248 @@
+"""/v1/policies: policies as versioned configuration (DESIGN §4)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from app.core.deps import ClockDep, PoliciesRead, PoliciesWrite, SessionDep
+from app.core.idempotency import IdempotencyKeyHeader
+from app.core.openapi import problems
+from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.policies.schemas import (
+    KEY_PATTERN,
+    MINIMAL_EXAMPLE,
+    SPOTRAK_EXAMPLE,
+    BreachPreviewIn,
+    BreachPreviewOut,
+    DsarPreviewIn,
+    DsarPreviewOut,
+    PolicyCreate,
+    PolicyList,
+    PolicyPublish,
+    PolicyRead,
+    RetentionPreviewIn,
+    RetentionPreviewOut,
+)
+from app.policies.service import PolicyService, PreviewService
+
+router = APIRouter(prefix="/v1/policies", tags=["policies"])
+
+
+def get_service(session: SessionDep, clock: ClockDep) -> PolicyService:
+    return PolicyService(session, clock)
+
+
+ServiceDep = Annotated[PolicyService, Depends(get_service)]
+PolicyKey = Annotated[str, Path(pattern=KEY_PATTERN, description="The policy's key")]
+
+_CREATE_EXAMPLES: dict[str, Any] = {
+    "spotrak": {"summary": "GDPR policy with its own promises", "value": SPOTRAK_EXAMPLE},
+    "minimal": {
+        "summary": "Only the required fields; the rest from the regime",
+        "value": MINIMAL_EXAMPLE,
+    },
+}
+_PUBLISH_EXAMPLES: dict[str, Any] = {
+    "new-version": {
+        "summary": "A new version (takes effect after the change notice)",
+        "value": {k: v for k, v in SPOTRAK_EXAMPLE.items() if k != "key"},
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PolicyRead,
+    operation_id="createPolicy",
+    summary="Create a policy (version 1)",
+    responses=problems(409),
+)
+async def create_policy(
+    body: Annotated[PolicyCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
+    service: ServiceDep,
+    who: PoliciesWrite,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    result = await service.create(who, body, idempotency_key)
+    if isinstance(result, JSONResponse):
+        return result
+    response.headers["Location"] = f"/v1/policies/{result.key}"
+    return result
+
+
+@router.get(
+    "",
+    response_model=PolicyList,
+    operation_id="listPolicies",
+    summary="List policies (each at its version in force)",
+    responses=problems(),
+)
+async def list_policies(
+    service: ServiceDep,
+    who: PoliciesRead,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> PolicyList:
+    items, nxt = await service.list_page(who, limit, cursor)
+    return PolicyList(items=items, next_cursor=nxt)
+
+
+@router.get(
+    "/{key}",
+    response_model=PolicyRead,
+    operation_id="getPolicy",
+    summary="Get the version in force now",
+    responses=problems(404),
+)
+async def get_policy(key: PolicyKey, service: ServiceDep, who: PoliciesRead) -> PolicyRead:
+    return await service.get(who, key)
+
+
+@router.put(
+    "/{key}",
+    status_code=201,
+    response_model=PolicyRead,
+    operation_id="publishPolicyVersion",
+    summary="Publish a new version",
+    description="Versions are immutable. The new one takes effect at publication plus the "
+    "change notice (or at `effective_from`, if later); until then the previous one governs.",
+    responses=problems(404),
+)
+async def publish_policy_version(
+    key: PolicyKey,
+    body: Annotated[PolicyPublish, Body(openapi_examples=_PUBLISH_EXAMPLES)],
+    service: ServiceDep,
+    who: PoliciesWrite,
+    response: Response,
+) -> PolicyRead:
+    result = await service.publish(who, key, body)
+    response.headers["Location"] = f"/v1/policies/{key}/versions/{result.version}"
+    return result
+
+
+@router.get(
+    "/{key}/versions",
+    response_model=PolicyList,
+    operation_id="listPolicyVersions",
+    summary="List a policy's versions, oldest first",
+    responses=problems(404),
+)
+async def list_policy_versions(
+    key: PolicyKey,
+    service: ServiceDep,
+    who: PoliciesRead,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> PolicyList:
+    items, nxt = await service.versions(who, key, limit, cursor)
+    return PolicyList(items=items, next_cursor=nxt)
+
+
+@router.get(
+    "/{key}/versions/{version}",
+    response_model=PolicyRead,
+    operation_id="getPolicyVersion",
+    summary="Get one version",
+    responses=problems(404),
+)
+async def get_policy_version(
+    key: PolicyKey,
+    version: Annotated[int, Path(ge=1, le=1_000_000)],
+    service: ServiceDep,
+    who: PoliciesRead,
+) -> PolicyRead:
+    return await service.version(who, key, version)
+
+
+def get_preview(session: SessionDep, clock: ClockDep) -> PreviewService:
+    return PreviewService(session, clock)
+
+
+PreviewDep = Annotated[PreviewService, Depends(get_preview)]
+DeadlineIn = Annotated[DsarPreviewIn | BreachPreviewIn, Field(discriminator="kind")]
+
+_DEADLINE_EXAMPLES: dict[str, Any] = {
+    "dsar": {
+        "summary": "An access request received on 31 January",
+        "value": {
+            "kind": "dsar",
+            "type": "access",
+            "received_at": "2027-01-31T10:00:00+01:00",
+            "verified_at": None,
+        },
+    },
+    "breach": {
+        "summary": "A high-risk breach discovered on a Saturday night",
+        "value": {"kind": "breach", "aware_at": "2026-10-24T22:30:00+02:00", "risk": "high_risk"},
+    },
+}
+_RETENTION_EXAMPLES: dict[str, Any] = {
+    "two-records": {
+        "summary": "A log line and a closed customer account",
+        "value": {
+            "records": [
+                {"category": "technical_logs", "collected_at": "2026-03-01T08:00:00Z"},
+                {
+                    "category": "business_data",
+                    "collected_at": "2024-01-10T08:00:00Z",
+                    "events": {"contract_ended": "2026-06-30T17:00:00+02:00"},
+                },
+            ]
+        },
+    }
+}
+
+
+@router.post(
+    "/{key}/deadlines",
+    response_model=DsarPreviewOut | BreachPreviewOut,
+    operation_id="previewDeadlines",
+    summary="Preview the deadlines this policy gives for some facts",
+    description="Uses the version in force at `received_at` / `aware_at`. `*_date` and "
+    "`acknowledge_by` are local dates in the policy's timezone; `*_at` are instants.",
+    responses=problems(404),
+)
+async def preview_deadlines(
+    key: PolicyKey,
+    body: Annotated[DeadlineIn, Body(openapi_examples=_DEADLINE_EXAMPLES)],
+    service: PreviewDep,
+    who: PoliciesRead,
+) -> DsarPreviewOut | BreachPreviewOut:
+    return await service.deadlines(who, key, body)
+
+
+@router.post(
+    "/{key}/retention",
+    response_model=RetentionPreviewOut,
+    operation_id="evaluateRetention",
+    summary="Evaluate retention expiry for up to 10,000 records",
+    description="Results come in input order. An unknown category is a problem in that "
+    "record's slot, not a failure of the call. Uses the version in force now.",
+    responses=problems(404, 413),
+)
+async def evaluate_retention(
+    key: PolicyKey,
+    body: Annotated[RetentionPreviewIn, Body(openapi_examples=_RETENTION_EXAMPLES)],
+    service: PreviewDep,
+    who: PoliciesRead,
+) -> Response:
+    result = await service.retention(who, key, [dict(r) for r in body.records])
+    # Serialised here in one pass: 10,000 results through response_model validation would
+    # cost more than the evaluation itself. The schema above still documents the shape.
+    return Response(json.dumps(result, default=_json_default), media_type="application/json")
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)

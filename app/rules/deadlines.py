@@ -1,0 +1,518 @@
+"""Response deadlines for requests, breach notification clocks, and when a version takes effect.
+
+Pure functions of a policy's resolved rules (`regimes.resolve`) and the facts; each result
+carries its explanation, one `Step` per rule applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, Literal
+
+from app.rules.calendars import WorkCalendar, calendar_for
+from app.rules.explain import Step, describe_period, local_moment, rule_name, utc_text, weekday
+from app.rules.periods import Period, add_period, add_to_date, end_of_local_day, zone
+from app.rules.regimes import PRESETS
+
+Risk = Literal["unlikely", "risk", "high_risk"]
+Role = Literal["controller", "processor"]
+Requester = Literal["subject", "controller"]
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    tz: tzinfo
+    tz_name: str
+    calendar: WorkCalendar
+
+
+def _context(resolved: Mapping[str, Any]) -> _Context:
+    jur = resolved["jurisdiction"]
+    return _Context(zone(jur["timezone"]), jur["timezone"], calendar_for(jur["calendar"]))
+
+
+def _day(d: date) -> str:
+    return f"{d.isoformat()} ({weekday(d)})"
+
+
+def _count(
+    ctx: _Context,
+    start: datetime,
+    period: Period,
+    *,
+    what: str,
+    rule: str,
+    source: str | None,
+    steps: list[Step],
+) -> tuple[datetime, date]:
+    """Count `period` from `start`; append the steps; return (instant due, local date due)."""
+    if period.unit == "hours":
+        due = (start + timedelta(hours=period.value)).astimezone(UTC)
+        steps.append(
+            Step(
+                rule,
+                source,
+                f"{what}: {describe_period(period)} from "
+                f"{local_moment(start, ctx.tz, ctx.tz_name)} → "
+                f"{local_moment(due, ctx.tz, ctx.tz_name)}; clock hours on the UTC timeline "
+                "(a DST change does not alter the count) and hours never roll forward",
+            )
+        )
+        return due, due.astimezone(ctx.tz).date()
+    start_date = start.astimezone(ctx.tz).date()
+    counted = add_to_date(start_date, period, ctx.calendar)
+    detail = (
+        f"{what}: {describe_period(period)} from {_day(start_date)}, that day excluded → "
+        f"{_day(counted.end)}"
+    )
+    if counted.clamped:
+        detail += (
+            f"; {_MONTHS[counted.end.month - 1]} has no day {start_date.day}, so the period "
+            "ends on its last day"
+        )
+    if counted.skipped:
+        detail += "; public holidays skipped: " + ", ".join(
+            f"{d.isoformat()} {name}" for d, name in counted.skipped
+        )
+    steps.append(Step(rule, source, detail))
+    end = counted.end
+    why = ctx.calendar.why_not_working(end)
+    cal_source = ctx.calendar.source
+    if why is not None:
+        rolled = ctx.calendar.roll_forward(end)
+        steps.append(
+            Step(
+                rule_name(cal_source),
+                cal_source,
+                f"{end.isoformat()} is {why} → next working day {_day(rolled)}",
+            )
+        )
+        end = rolled
+    elif period.unit != "business_days" and not ctx.calendar.is_business_day(end):
+        steps.append(
+            Step(
+                rule_name(cal_source),
+                cal_source,
+                f"{_day(end)} is not a working day, but this regime does not move a deadline "
+                "off it: the date stands",
+            )
+        )
+    return end_of_local_day(end, ctx.tz), end
+
+
+def _ends(ctx: _Context, due_date: date, due_at: datetime, steps: list[Step], what: str) -> None:
+    steps.append(
+        Step(
+            "end of the last day",
+            None,
+            f"{what} ends with {due_date.isoformat()} in {ctx.tz_name}: {utc_text(due_at)}",
+        )
+    )
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DsarDeadlines:
+    clock_started_at: datetime
+    acknowledge_by: date | None
+    due_at: datetime | None
+    due_date: date | None
+    provisional: bool
+    extension_allowed: bool
+    extended_due_at: datetime | None
+    extended_due_date: date | None
+    extension_notice_by: date | None
+    rule: dict[str, Any]
+    explanation: list[Step] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clock_started_at": self.clock_started_at,
+            "acknowledge_by": self.acknowledge_by,
+            "due_at": self.due_at,
+            "due_date": self.due_date,
+            "provisional": self.provisional,
+            "extension_allowed": self.extension_allowed,
+            "extended_due_at": self.extended_due_at,
+            "extended_due_date": self.extended_due_date,
+            "extension_notice_by": self.extension_notice_by,
+            "explanation": [s.to_dict() for s in self.explanation],
+        }
+
+
+def rule_for(resolved: Mapping[str, Any], type: str, requester: str = "subject") -> dict[str, Any]:
+    """The rule governing a request of `type`: its own rule if the policy or the regime has
+    one for this requester, else the default. A rule that `applies_to` controller
+    instructions governs only requests a controller relays to its processor."""
+    response = resolved["response"]
+    rule = response["by_type"].get(type)
+    if rule is None:
+        return dict(response["default"])
+    if rule.get("applies_to") == "controller_instruction" and requester != "controller":
+        return dict(response["default"])
+    return dict(rule)
+
+
+def _legal_rule(resolved: Mapping[str, Any], type: str) -> dict[str, Any]:
+    base = PRESETS[resolved["jurisdiction"]["regime"]]["response"]
+    return {**base["default"], **base["by_type"].get(type, {})}
+
+
+def _label(rule: Mapping[str, Any], name: str) -> tuple[str, str | None]:
+    if name in rule.get("overrides", ()):
+        return "policy promise", None
+    legal = str(rule.get("legal_source") or rule.get("source") or "")
+    return rule_name(legal), legal
+
+
+def _promise_note(rule: Mapping[str, Any], legal: Mapping[str, Any], name: str) -> str:
+    if name not in rule.get("overrides", ()):
+        return ""
+    law = legal.get(name)
+    law_text = describe_period(law) if law is not None else "no fixed period"
+    return f" (the policy's own promise; the regime's rule: {law_text})"
+
+
+def dsar_deadlines(
+    resolved: Mapping[str, Any],
+    *,
+    type: str,
+    received_at: datetime,
+    verified_at: datetime | None = None,
+    requester: str = "subject",
+    extended: bool = False,
+) -> DsarDeadlines:
+    """When a request of `type`, received at `received_at`, must be acknowledged and answered."""
+    ctx = _context(resolved)
+    rule = rule_for(resolved, type, requester)
+    legal = _legal_rule(resolved, type)
+    steps: list[Step] = []
+    received_at = received_at.astimezone(UTC)
+
+    start_rule, start_source = _label(rule, "clock_starts")
+    provisional = False
+    start = received_at
+    steps.append(
+        Step(
+            start_rule,
+            start_source,
+            f"Request ({type}) received {local_moment(received_at, ctx.tz, ctx.tz_name)}",
+        )
+    )
+    if rule["clock_starts"] == "verified":
+        if verified_at is None:
+            provisional = True
+            steps.append(
+                Step(
+                    start_rule,
+                    start_source,
+                    "The clock starts when identity is verified, which has not happened yet: "
+                    "the dates below are provisional, counted from receipt, and are recomputed "
+                    "at verification",
+                )
+            )
+        else:
+            start = verified_at.astimezone(UTC)
+            steps.append(
+                Step(
+                    start_rule,
+                    start_source,
+                    f"Identity verified {local_moment(start, ctx.tz, ctx.tz_name)}: the clock "
+                    "runs from verification, not from receipt (the period restarts on receipt "
+                    "of the identity information, as the ICO counts it)",
+                )
+            )
+
+    acknowledge_by: date | None = None
+    ack = Period.of(rule.get("acknowledge_within"))
+    if ack is not None:
+        a_rule, a_source = _label(rule, "acknowledge_within")
+        _, acknowledge_by = _count(
+            ctx,
+            received_at,
+            ack,
+            what="Acknowledge receipt" + _promise_note(rule, legal, "acknowledge_within"),
+            rule=a_rule,
+            source=a_source,
+            steps=steps,
+        )
+
+    within = Period.of(rule.get("within"))
+    w_rule, w_source = _label(rule, "within")
+    due_at: datetime | None = None
+    due_date: date | None = None
+    if within is None:
+        steps.append(
+            Step(
+                w_rule,
+                w_source,
+                "No fixed period applies to this request: answer without undue delay "
+                "(no due date is set)",
+            )
+        )
+    else:
+        due_at, due_date = _count(
+            ctx,
+            start,
+            within,
+            what="Answer" + _promise_note(rule, legal, "within"),
+            rule=w_rule,
+            source=w_source,
+            steps=steps,
+        )
+        if within.unit != "hours":
+            _ends(ctx, due_date, due_at, steps, "The period")
+
+    extension = Period.of(rule.get("extension"))
+    extension_allowed = extension is not None and within is not None
+    ext_at: datetime | None = None
+    ext_date: date | None = None
+    notice_by: date | None = None
+    if extension is not None and within is not None and due_at is not None:
+        e_rule, e_source = _label(rule, "extension")
+        scratch: list[Step] = []
+        if extension.unit == within.unit:
+            total = within.plus(extension)
+            ext_at, ext_date = _count(
+                ctx,
+                start,
+                total,
+                what=f"If extended by {describe_period(extension)}: {describe_period(total)} "
+                "counted from the original start, not from the first deadline",
+                rule=e_rule,
+                source=e_source,
+                steps=scratch,
+            )
+        else:
+            ext_at, ext_date = _count(
+                ctx,
+                due_at,
+                extension,
+                what=f"If extended: {describe_period(extension)} after the first deadline",
+                rule=e_rule,
+                source=e_source,
+                steps=scratch,
+            )
+        notice = Period.of(rule.get("extension_notice_within")) or within
+        n_rule, n_source = _label(rule, "extension_notice_within")
+        _, notice_by = _count(
+            ctx,
+            start,
+            notice,
+            what="The subject must be told of an extension, with its reasons",
+            rule=n_rule,
+            source=n_source,
+            steps=scratch,
+        )
+        steps.extend(scratch)
+        if extended:
+            steps.append(
+                Step(
+                    e_rule,
+                    e_source,
+                    f"Extended: the answer is now due {ext_date.isoformat()} "
+                    f"({utc_text(ext_at)}); the extension and its reasons were to be told "
+                    f"to the subject by {notice_by.isoformat()}",
+                )
+            )
+    elif within is not None:
+        e_rule, e_source = _label(rule, "extension")
+        steps.append(Step(e_rule, e_source, "This rule allows no extension"))
+
+    return DsarDeadlines(
+        clock_started_at=start,
+        acknowledge_by=acknowledge_by,
+        due_at=due_at,
+        due_date=due_date,
+        provisional=provisional,
+        extension_allowed=extension_allowed,
+        extended_due_at=ext_at,
+        extended_due_date=ext_date,
+        extension_notice_by=notice_by,
+        rule=rule,
+        explanation=steps,
+    )
+
+
+# ---- breaches ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BreachDeadlines:
+    authority_notification_required: bool
+    authority_due_at: datetime | None
+    subjects_notification_required: bool
+    subjects_due_at: datetime | None
+    controller_notification_required: bool
+    controller_due_at: datetime | None
+    explanation: list[Step] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "authority_notification_required": self.authority_notification_required,
+            "authority_due_at": self.authority_due_at,
+            "subjects_notification_required": self.subjects_notification_required,
+            "subjects_due_at": self.subjects_due_at,
+            "controller_notification_required": self.controller_notification_required,
+            "controller_due_at": self.controller_due_at,
+            "explanation": [s.to_dict() for s in self.explanation],
+        }
+
+
+_RISK_WORDS = {
+    "unlikely": "unlikely to result in a risk",
+    "risk": "a risk",
+    "high_risk": "a high risk",
+}
+_WHEN_WORDS = {
+    "always": "whatever the risk",
+    "never": "never",
+    "risk": "unless the breach is unlikely to result in a risk",
+    "high_risk": "only when the risk is high",
+}
+
+
+def notification_required(when: str, risk: str) -> bool:
+    if when == "always":
+        return True
+    if when == "never":
+        return False
+    if when == "risk":
+        return risk in ("risk", "high_risk")
+    return risk == "high_risk"
+
+
+def breach_deadlines(
+    resolved: Mapping[str, Any],
+    *,
+    aware_at: datetime,
+    risk: Risk,
+    role: Role = "controller",
+) -> BreachDeadlines:
+    """Who must be told of a breach assessed at `risk`, and by when, counted from awareness."""
+    ctx = _context(resolved)
+    breach = resolved["breach"]
+    legal = PRESETS[resolved["jurisdiction"]["regime"]]["breach"]
+    aware_at = aware_at.astimezone(UTC)
+    steps = [
+        Step(
+            "awareness",
+            None,
+            f"Aware of the breach {local_moment(aware_at, ctx.tz, ctx.tz_name)}; the clocks run "
+            f"from this moment. Risk assessed as {_RISK_WORDS[risk]}",
+        )
+    ]
+    result: dict[str, Any] = {
+        "authority_notification_required": False,
+        "authority_due_at": None,
+        "subjects_notification_required": False,
+        "subjects_due_at": None,
+        "controller_notification_required": False,
+        "controller_due_at": None,
+    }
+
+    def clock(audience: str, label: str, field_name: str) -> None:
+        period = Period.of(breach.get(field_name))
+        rule, source = _label(breach, field_name)
+        note = _promise_note(breach, legal, field_name)
+        if period is None:
+            steps.append(
+                Step(
+                    rule,
+                    source,
+                    f"Tell {label} without undue delay / as soon as feasible: the law sets no "
+                    f"fixed period, so no due instant is given{note}",
+                )
+            )
+            return
+        due_at, due_date = _count(
+            ctx,
+            aware_at,
+            period,
+            what=f"Tell {label}{note}",
+            rule=rule,
+            source=source,
+            steps=steps,
+        )
+        if period.unit != "hours":
+            _ends(ctx, due_date, due_at, steps, f"The period to tell {label}")
+        result[f"{audience}_due_at"] = due_at
+
+    if role == "processor":
+        result["controller_notification_required"] = True
+        steps.append(
+            Step(
+                "GDPR Art. 33(2)",
+                "GDPR Art. 33(2): the processor notifies the controller without undue delay "
+                "after becoming aware of a personal data breach",
+                "Acting as processor: the duty is to tell the controller; notifying the "
+                "authority and the people affected is the controller's decision",
+            )
+        )
+        clock("controller", "the controller", "controller_within")
+        return BreachDeadlines(**result, explanation=steps)
+
+    for audience, label in (
+        ("authority", "the supervisory authority"),
+        ("subjects", "the people affected"),
+    ):
+        when = str(breach[f"notify_{audience}"])
+        required = notification_required(when, risk)
+        rule, source = _label(breach, f"notify_{audience}")
+        note = ""
+        if f"notify_{audience}" in breach.get("overrides", ()):
+            legal_when = str(legal[f"notify_{audience}"])
+            note = f" (the policy's own promise; the regime's rule: {_WHEN_WORDS[legal_when]})"
+        steps.append(
+            Step(
+                rule,
+                source,
+                f"Notifying {label} is {'required' if required else 'not required'}: the rule "
+                f"says {_WHEN_WORDS[when]}, and the risk is {_RISK_WORDS[risk]}{note}",
+            )
+        )
+        result[f"{audience}_notification_required"] = required
+        if required:
+            clock(audience, label, f"{audience}_within")
+    return BreachDeadlines(**result, explanation=steps)
+
+
+# ---- versions ------------------------------------------------------------------------------
+
+
+def effective_at(
+    resolved: Mapping[str, Any], *, published_at: datetime, is_first_version: bool
+) -> datetime:
+    """When a version governs from. Version 1: its publication (and it also governs every
+    earlier instant). A later version: publication + the change notice, at the same local
+    wall-clock time, or its `effective_from` if that is later."""
+    if is_first_version:
+        return published_at.astimezone(UTC)
+    ctx = _context(resolved)
+    notice = Period.of(resolved.get("change_notice")) or Period(0, "days")
+    at = add_period(published_at, notice, ctx.tz, ctx.calendar)
+    raw = resolved.get("effective_from")
+    if raw:
+        wanted = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+        if wanted.tzinfo is not None and wanted > at:
+            at = wanted.astimezone(UTC)
+    return at

@@ -1,0 +1,580 @@
+"""Regime presets as data, and how a policy's declared configuration merges over them.
+
+Every fact below comes from ../shared/RULES.md (which cites the regulators' texts); the
+`source` strings travel into every explanation. A policy may override any of it; the
+resolved rules name which fields came from the policy (`overrides`) and keep the legal
+source they replaced (`legal_source`).
+
+Merge order for a request type T (later wins, field by field):
+preset.default < declared.default < preset.by_type[T] < declared.by_type[T]
+— a law's rule for one right (CCPA's 15 business days for opt-out, LGPD's 15 days for
+access) stands unless the policy names that right itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from app.rules.calendars import check_country, supported_categories
+
+REGIMES = (
+    "gdpr",
+    "uk_gdpr",
+    "ccpa_cpra",
+    "pipeda",
+    "quebec_law25",
+    "bc_pipa",
+    "lgpd",
+    "morocco_09_08",
+    "custom",
+)
+RULE_FIELDS = (
+    "within",
+    "extension",
+    "extension_notice_within",
+    "acknowledge_within",
+    "clock_starts",
+    "applies_to",
+)
+BREACH_FIELDS = (
+    "authority_within",
+    "subjects_within",
+    "controller_within",
+    "notify_authority",
+    "notify_subjects",
+    "records_kept_for",
+)
+
+
+def _p(value: int, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit}
+
+
+SAT_SUN = ["saturday", "sunday"]
+
+_GDPR_RESPONSE_SRC = (
+    "GDPR Art. 12(3): within one month of receipt, extendable by two further months; the "
+    "subject is told of an extension within the first month "
+    "(https://gdprhub.eu/index.php?title=Article_12_GDPR)"
+)
+_GDPR_BREACH_SRC = (
+    "GDPR Art. 33(1)/34(1): the supervisory authority within 72 hours of awareness unless "
+    "the breach is unlikely to result in a risk; the people affected without undue delay "
+    "when the risk is high; a processor tells its controller without undue delay (Art. 33(2))"
+)
+_UK_RESPONSE_SRC = (
+    "UK GDPR Art. 12(3) and ICO guidance: one month from the day of receipt to the "
+    "corresponding calendar date, extendable to three months from the original start "
+    "(https://ico.org.uk/for-organisations/uk-gdpr-guidance-and-resources/individual-rights/"
+    "right-of-access/what-should-we-consider-when-responding-to-a-request/)"
+)
+_UK_BREACH_SRC = (
+    "UK GDPR Art. 33(1)/34(1) and ICO breach guidance: the ICO within 72 hours of awareness "
+    "unless unlikely to result in a risk; people affected without undue delay at high risk"
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "gdpr": {
+        "title": "EU General Data Protection Regulation",
+        "calendar": {
+            "categories": ["public"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["saturday", "sunday", "holiday"],
+            "source": "Reg. 1182/71 Art. 3(4): a period other than in hours that ends on a "
+            "Saturday, Sunday or public holiday ends on the next working day "
+            "(https://eur-lex.europa.eu/legal-content/EN/TXT/?uri=CELEX:31971R1182)",
+        },
+        "response": {
+            "default": {
+                "within": _p(1, "months"),
+                "extension": _p(2, "months"),
+                "extension_notice_within": _p(1, "months"),
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": _GDPR_RESPONSE_SRC,
+            },
+            "by_type": {},
+        },
+        "breach": {
+            "authority_within": _p(72, "hours"),
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "risk",
+            "notify_subjects": "high_risk",
+            "records_kept_for": None,
+            "source": _GDPR_BREACH_SRC,
+        },
+    },
+    "uk_gdpr": {
+        "title": "UK GDPR and Data Protection Act 2018",
+        "calendar": {
+            "default_subdivision": {"GB": "ENG"},
+            "categories": ["public"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["saturday", "sunday", "holiday"],
+            "source": "ICO: if the corresponding date falls on a weekend or a public holiday, "
+            "you have until the next working day (bank holidays of the controller's nation)",
+        },
+        "response": {
+            "default": {
+                "within": _p(1, "months"),
+                "extension": _p(2, "months"),
+                "extension_notice_within": _p(1, "months"),
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": _UK_RESPONSE_SRC,
+            },
+            "by_type": {},
+        },
+        "breach": {
+            "authority_within": _p(72, "hours"),
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "risk",
+            "notify_subjects": "high_risk",
+            "records_kept_for": None,
+            "source": _UK_BREACH_SRC,
+        },
+    },
+    "ccpa_cpra": {
+        "title": "California Consumer Privacy Act as amended by the CPRA",
+        "calendar": {
+            # Business days are undefined in the CCPA regulations; the federal calendar has
+            # fewer holidays than California's, so it gives the earlier (safer) date.
+            "subdivision": None,
+            "categories": ["public"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": [],
+            "source": "CCPA regulations: calendar days do not roll (Civ. Code §10 counting; "
+            "CCP §12a not applied by the CPPA); business days on the US federal calendar",
+        },
+        "response": {
+            "default": {
+                "within": _p(45, "days"),
+                "extension": _p(45, "days"),
+                "extension_notice_within": _p(45, "days"),
+                "acknowledge_within": _p(10, "business_days"),
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "CCPA regs 11 CCR §7021: confirm receipt within 10 business days; "
+                "respond within 45 calendar days of receipt regardless of verification, "
+                "extendable once by 45 days with notice (https://www.law.cornell.edu/"
+                "regulations/california/11-CCR-7021)",
+            },
+            "by_type": {
+                "opt_out": {
+                    "within": _p(15, "business_days"),
+                    "extension": None,
+                    "extension_notice_within": None,
+                    "acknowledge_within": None,
+                    "source": "CCPA regs 11 CCR §7026(f): comply with an opt-out of sale or "
+                    "sharing no later than 15 business days from receipt "
+                    "(https://www.law.cornell.edu/regulations/california/11-CCR-7026)",
+                },
+            },
+        },
+        "breach": {
+            "authority_within": None,
+            "subjects_within": _p(30, "days"),
+            "controller_within": None,
+            "notify_authority": "never",
+            "notify_subjects": "always",
+            "records_kept_for": None,
+            "source": "Cal. Civ. Code §1798.82 (SB 446, from 2026-01-01): residents within 30 "
+            "calendar days of discovery whatever the assessed risk; a sample copy to the "
+            "Attorney General within 15 days of the consumer notice only when more than 500 "
+            "California residents are notified",
+        },
+    },
+    "pipeda": {
+        "title": "Personal Information Protection and Electronic Documents Act (Canada)",
+        "calendar": {
+            "default_country": "CA",
+            "categories": ["government"],
+            "observed": False,
+            "extra_holidays": ["easter_monday"],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["sunday", "holiday"],
+            "source": "Interpretation Act (R.S.C. 1985 c. I-21) s.26 and s.35: a time limit "
+            "ending on a holiday (Sundays included, Saturdays not) runs to the next day "
+            "that is not a holiday",
+        },
+        "response": {
+            "default": {
+                "within": _p(30, "days"),
+                "extension": _p(30, "days"),
+                "extension_notice_within": _p(30, "days"),
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "PIPEDA s.8(3)-(4): not later than 30 days after receipt; extendable "
+                "by at most 30 days with notice within the first 30 days "
+                "(https://laws-lois.justice.gc.ca/eng/acts/P-8.6/section-8.html)",
+            },
+            "by_type": {},
+        },
+        "breach": {
+            "authority_within": None,
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "risk",
+            "notify_subjects": "risk",
+            "records_kept_for": _p(24, "months"),
+            "source": "PIPEDA s.10.1 and SOR/2018-64 s.6: report to the OPC and tell the people "
+            "affected as soon as feasible when there is a real risk of significant harm; keep "
+            "a record of every breach for 24 months",
+        },
+    },
+    "quebec_law25": {
+        "title": "Québec Act respecting the protection of personal information in the private "
+        "sector (Law 25)",
+        "calendar": {
+            "default_country": "CA",
+            "default_subdivision": {"CA": "QC"},
+            "categories": ["public", "optional"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["sunday", "holiday"],
+            "source": "Loi d'interprétation (CQLR c. I-16) s.52 and s.61(23): a deadline "
+            "ending on a jour férié (Sundays included, Saturdays not) runs to the next "
+            "jour ouvrable",
+        },
+        "response": {
+            "default": {
+                "within": _p(30, "days"),
+                "extension": None,
+                "extension_notice_within": None,
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "Québec P-39.1 s.32: within 30 days of receipt; no extension in the "
+                "private-sector Act; silence is a deemed refusal",
+            },
+            "by_type": {},
+        },
+        "breach": {
+            "authority_within": None,
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "risk",
+            "notify_subjects": "risk",
+            "records_kept_for": _p(5, "years"),
+            "source": "Québec P-39.1 ss.3.5, 3.8 and A-2.1 r.3.1: notify the CAI and the "
+            "persons promptly when there is a risk of serious injury; keep the incident "
+            "register 5 years",
+        },
+    },
+    "bc_pipa": {
+        "title": "British Columbia Personal Information Protection Act",
+        "calendar": {
+            "default_country": "CA",
+            "default_subdivision": {"CA": "BC"},
+            "categories": ["public"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["saturday", "sunday", "holiday"],
+            "source": "BC PIPA s.1: a 'day' excludes Saturdays and holidays (Sundays are "
+            "holidays under the BC Interpretation Act)",
+        },
+        "response": {
+            "default": {
+                "within": _p(30, "business_days"),
+                "extension": _p(30, "business_days"),
+                "extension_notice_within": _p(30, "business_days"),
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "BC PIPA s.29 and s.31: not later than 30 days (working days, s.1) "
+                "after receiving the request; extendable by up to 30 days, telling the "
+                "applicant the reason and the new date",
+            },
+            "by_type": {},
+        },
+        "breach": {
+            "authority_within": None,
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "never",
+            "notify_subjects": "never",
+            "records_kept_for": None,
+            "source": "BC PIPA: no mandatory breach notification in the Act",
+        },
+    },
+    "lgpd": {
+        "title": "Lei Geral de Proteção de Dados (Brazil)",
+        "calendar": {
+            "default_country": "BR",
+            "categories": ["public"],
+            "observed": False,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["saturday", "sunday", "holiday"],
+            "source": "Código Civil art. 132 §1: a period ending on a holiday runs to the next "
+            "business day",
+        },
+        "response": {
+            "default": {
+                "within": None,
+                "extension": None,
+                "extension_notice_within": None,
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "LGPD art. 18 §§3-5: act immediately or send a reasoned reply; no "
+                "general period set by ANPD regulation",
+            },
+            "by_type": {
+                "access": {
+                    "within": _p(15, "days"),
+                    "source": "LGPD art. 19 II: a clear and complete declaration within 15 days "
+                    "of the request (https://lgpd-brazil.info/chapter_03/article_19)",
+                },
+            },
+        },
+        "breach": {
+            "authority_within": _p(3, "business_days"),
+            "subjects_within": _p(3, "business_days"),
+            "controller_within": None,
+            "notify_authority": "risk",
+            "notify_subjects": "risk",
+            "records_kept_for": _p(5, "years"),
+            "source": "Res. CD/ANPD 15/2024 arts. 6, 9, 10: ANPD and data subjects within 3 "
+            "business days of knowing the incident affected personal data, when it may "
+            "create relevant risk or damage; keep the incident record 5 years",
+        },
+    },
+    "morocco_09_08": {
+        "title": "Moroccan Law 09-08 (CNDP)",
+        "calendar": {
+            "default_country": "MA",
+            "categories": ["public"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": ["saturday", "sunday", "holiday"],
+            "source": "Moroccan practice: a period ending on a non-working day runs to the next "
+            "working day (Islamic holidays are estimated; adjust with calendar add/remove)",
+        },
+        "response": {
+            "default": {
+                "within": None,
+                "extension": None,
+                "extension_notice_within": None,
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "Law 09-08 art. 7: access 'sans délais' (no number; the CNDP may set "
+                "response times, art. 28)",
+            },
+            "by_type": {
+                "rectification": {
+                    "within": _p(10, "days"),
+                    "source": "Law 09-08 art. 8: corrections within ten clear days "
+                    "('dix jours francs'); counted conservatively as 10 days",
+                },
+                "erasure": {
+                    "within": _p(10, "days"),
+                    "source": "Law 09-08 art. 8: erasure within ten clear days "
+                    "('dix jours francs'); counted conservatively as 10 days",
+                },
+            },
+        },
+        "breach": {
+            "authority_within": None,
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "never",
+            "notify_subjects": "never",
+            "records_kept_for": None,
+            "source": "Law 09-08: no general breach-notification duty",
+        },
+    },
+    "custom": {
+        "title": "Custom rules (the policy says everything)",
+        "calendar": {
+            "categories": ["public"],
+            "observed": True,
+            "extra_holidays": [],
+            "non_business_days": SAT_SUN,
+            "roll_forward_on": [],
+            "source": "custom regime: business days skip weekends and the country's public "
+            "holidays; deadlines do not roll",
+        },
+        "response": {
+            "default": {
+                "within": None,
+                "extension": None,
+                "extension_notice_within": None,
+                "acknowledge_within": None,
+                "clock_starts": "received",
+                "applies_to": "subject",
+                "source": "custom regime: no statutory period",
+            },
+            "by_type": {},
+        },
+        "breach": {
+            "authority_within": None,
+            "subjects_within": None,
+            "controller_within": None,
+            "notify_authority": "risk",
+            "notify_subjects": "high_risk",
+            "records_kept_for": None,
+            "source": "custom regime: no statutory breach window",
+        },
+    },
+}
+
+_PURPOSE_DEFAULTS: dict[str, Any] = {
+    "description": None,
+    "lawful_basis": "consent",
+    "default": "denied",
+    "expires_after": None,
+    "honors_gpc": False,
+    "withdrawal_method": None,
+}
+_RETENTION_DEFAULTS: dict[str, Any] = {"starts_at": "collected", "then": "delete"}
+
+
+def preset(regime: str) -> dict[str, Any]:
+    """A deep copy of the regime's preset (callers may change it)."""
+    return copy.deepcopy(PRESETS[regime])
+
+
+def validate_country(country: str, subdivision: str | None) -> None:
+    """ValueError (mentioning 'subdivision' when that is the problem) if no calendar exists."""
+    check_country(country, subdivision)
+
+
+def _merge_rule(
+    base: dict[str, Any], layer: Mapping[str, Any] | None, *, declared: bool
+) -> dict[str, Any]:
+    out = dict(base)
+    if not layer:
+        return out
+    for name in RULE_FIELDS:
+        if name in layer:
+            out[name] = layer[name]
+            if declared and name not in out["overrides"]:
+                out["overrides"] = [*out["overrides"], name]
+            elif not declared and name in out["overrides"]:
+                out["overrides"] = [f for f in out["overrides"] if f != name]
+    if not declared and "source" in layer:
+        out["legal_source"] = layer["source"]
+    return out
+
+
+def _finish(rule: dict[str, Any]) -> dict[str, Any]:
+    overrides = rule["overrides"]
+    legal = rule["legal_source"]
+    rule["source"] = (
+        f"policy promise ({', '.join(overrides)}); otherwise {legal}" if overrides else legal
+    )
+    return rule
+
+
+def _calendar(jur: Mapping[str, Any], preset_cal: Mapping[str, Any]) -> dict[str, Any]:
+    country = str(jur["country"])
+    if "subdivision" in preset_cal:  # the preset fixes it (CCPA: federal calendar)
+        subdivision = preset_cal["subdivision"]
+    else:
+        subdivision = jur.get("subdivision") or (preset_cal.get("default_subdivision") or {}).get(
+            country
+        )
+    try:
+        available = set(supported_categories(country))
+    except NotImplementedError:
+        available = {"public"}
+    categories = [c for c in preset_cal["categories"] if c in available] or ["public"]
+    adjust = jur.get("calendar") or {}
+    return {
+        "country": country,
+        "subdivision": subdivision,
+        "categories": categories,
+        "observed": bool(preset_cal["observed"]),
+        # named extra days only make sense on the calendar they were written for
+        "extra_holidays": list(preset_cal["extra_holidays"])
+        if preset_cal.get("default_country", country) == country
+        else [],
+        "non_business_days": list(preset_cal["non_business_days"]),
+        "roll_forward_on": list(preset_cal["roll_forward_on"]),
+        "add": sorted(str(d) for d in adjust.get("add") or []),
+        "remove": sorted(str(d) for d in adjust.get("remove") or []),
+        "source": preset_cal["source"],
+    }
+
+
+def resolve(declared: Mapping[str, Any]) -> dict[str, Any]:
+    """The rules in force: the declared configuration merged over its regime's preset.
+
+    `declared` is the policy as published (fields the caller did not send are absent; an
+    explicit null removes a preset value, e.g. `"extension": null`)."""
+    jur = declared["jurisdiction"]
+    regime = str(jur["regime"])
+    base = PRESETS[regime]
+    rights = list(declared["rights"])
+
+    d_response = declared.get("response") or {}
+    default = dict(base["response"]["default"])
+    default.update(overrides=[], legal_source=default.pop("source"))
+    default = _merge_rule(default, d_response.get("default"), declared=True)
+
+    by_type: dict[str, dict[str, Any]] = {}
+    d_by_type = d_response.get("by_type") or {}
+    for right in rights:
+        p_rule = base["response"]["by_type"].get(right)
+        d_rule = d_by_type.get(right)
+        if p_rule is None and d_rule is None:
+            continue
+        rule = _merge_rule(default, p_rule, declared=False)
+        rule = _merge_rule(rule, d_rule, declared=True)
+        by_type[right] = _finish(rule)
+    default = _finish(default)
+
+    breach = {k: v for k, v in base["breach"].items() if k != "source"}
+    overrides = []
+    for name, value in (declared.get("breach") or {}).items():
+        if name in BREACH_FIELDS:
+            breach[name] = value
+            overrides.append(name)
+    breach["overrides"] = overrides
+    breach["legal_source"] = base["breach"]["source"]
+    _finish(breach)
+
+    return {
+        "key": declared["key"],
+        "title": declared["title"],
+        "controller": {
+            "name": declared["controller"]["name"],
+            "contact_email": declared["controller"].get("contact_email"),
+            "country": declared["controller"].get("country"),
+        },
+        "jurisdiction": {
+            "regime": regime,
+            "country": jur["country"],
+            "subdivision": jur.get("subdivision"),
+            "timezone": jur["timezone"],
+            "calendar": _calendar(jur, base["calendar"]),
+        },
+        "rights": rights,
+        "response": {"default": default, "by_type": by_type},
+        "retention": [{**_RETENTION_DEFAULTS, **r} for r in declared.get("retention") or []],
+        "breach": breach,
+        "consent_purposes": [
+            {**_PURPOSE_DEFAULTS, **p} for p in declared.get("consent_purposes") or []
+        ],
+        "minimum_age": declared.get("minimum_age"),
+        "change_notice": declared.get("change_notice") or {"value": 0, "unit": "days"},
+        "effective_from": declared.get("effective_from"),
+    }

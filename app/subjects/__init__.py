@@ -1,0 +1,1 @@
+"""Everything held on one data subject: consents, export, erasure (DESIGN §7)."""

@@ -1,0 +1,81 @@
+"""/v1/subjects/{subject_id}: one person's consents, export and erasure (DESIGN §7).
+
+Subject identifiers travel in these paths: the access log records route templates only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AwareDatetime
+
+from app.consent.schemas import SubjectConsents
+from app.core.deps import ClockDep, ConsentRead, SessionDep, SubjectErase, SubjectExport
+from app.core.openapi import problems
+from app.policies.schemas import KEY_PATTERN
+from app.subjects.service import SubjectExport as SubjectExportOut
+from app.subjects.service import SubjectService
+
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+
+
+def get_service(request: Request, session: SessionDep, clock: ClockDep) -> SubjectService:
+    days = request.app.state.settings.due_soon_days
+    return SubjectService(session, clock, timedelta(days=days))
+
+
+ServiceDep = Annotated[SubjectService, Depends(get_service)]
+SubjectId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.get(
+    "/{subject_id}/consents",
+    response_model=SubjectConsents,
+    operation_id="getSubjectConsents",
+    summary="The subject's consent state, one entry per purpose",
+    description="For every purpose of the policies in force: `granted`, `denied`, `withdrawn`, "
+    "`expired` or `not_set` (with the policy's `default`). A subject never recorded reads as all "
+    "`not_set`. `as_of` answers for a past moment from the ledger, with the justifying events.",
+    responses=problems(),
+)
+async def get_subject_consents(
+    subject_id: SubjectId,
+    service: ServiceDep,
+    who: ConsentRead,
+    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    as_of: Annotated[
+        AwareDatetime | None, Query(description="Answer for this past instant")
+    ] = None,
+) -> SubjectConsents:
+    return await service.consents(who, subject_id, policy_key, as_of)
+
+
+@router.get(
+    "/{subject_id}/export",
+    response_model=SubjectExportOut,
+    operation_id="exportSubject",
+    summary="Everything held on the subject, as portable JSON",
+    responses=problems(404),
+)
+async def export_subject(
+    subject_id: SubjectId, service: ServiceDep, who: SubjectExport
+) -> SubjectExportOut:
+    return await service.export(who, subject_id)
+
+
+@router.delete(
+    "/{subject_id}",
+    status_code=204,
+    response_class=Response,
+    operation_id="eraseSubject",
+    summary="Erase the subject (the ledger keeps its proof under a pseudonym)",
+    description="Replaces the identifier by a random pseudonym in the consent ledger, its "
+    "current state and the subject's DSAR tickets (whose e-mail and name are removed), and "
+    "records the erasure (pseudonym, time, actor, counts — never the identifier).",
+    responses=problems(404, 409),
+)
+async def erase_subject(subject_id: SubjectId, service: ServiceDep, who: SubjectErase) -> Response:
+    await service.erase(who, subject_id)
+    return Response(status_code=204)

@@ -1,0 +1,128 @@
+"""Use cases on one data subject across domains: consents, export (portability), erasure.
+
+Erasure pseudonymises rather than deletes: the ledger keeps its proof that consent was
+given or refused, under an identifier that no longer points at the person. The pseudonym
+is random (`erased:` + 128 random bits) and the mapping is kept nowhere; one erasure uses one
+pseudonym, so the erased subject's events still hang together.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.consent.models import SubjectErasure
+from app.consent.schemas import ConsentEventOut, ConsentStateOut, SubjectConsents
+from app.consent.service import ConsentService, state_name, to_out
+from app.core.clock import Clock
+from app.core.errors import Conflict, NotFound
+from app.core.security import Principal
+from app.dsar.schemas import DsarRead
+from app.dsar.service import DsarService
+
+PSEUDONYM_PREFIX = "erased:"
+
+
+class SubjectNotFound(NotFound):
+    code = "subject_not_found"
+
+
+class ErasureConflict(Conflict):
+    code = "subject_erasure_conflict"
+
+
+class SubjectExport(BaseModel):
+    """Everything the service holds on one subject, as portable JSON."""
+
+    subject_id: str
+    exported_at: datetime
+    consent_events: list[ConsentEventOut] = Field(description="The whole ledger, oldest first")
+    consent_states: list[ConsentStateOut]
+    dsar_tickets: list[DsarRead]
+
+
+def new_pseudonym() -> str:
+    return PSEUDONYM_PREFIX + secrets.token_hex(16)
+
+
+class SubjectService:
+    def __init__(self, session: AsyncSession, clock: Clock, due_soon: timedelta) -> None:
+        self.session = session
+        self.clock = clock
+        self.consent = ConsentService(session, clock)
+        self.dsar = DsarService(session, clock, due_soon)
+
+    async def consents(
+        self,
+        who: Principal,
+        subject_id: str,
+        policy_key: str | None,
+        as_of: datetime | None,
+    ) -> SubjectConsents:
+        return await self.consent.consents(who, subject_id, policy_key, as_of)
+
+    async def export(self, who: Principal, subject_id: str) -> SubjectExport:
+        now = self.clock()
+        repo = self.consent.repo
+        events = await repo.events_of_subject(who.tenant, subject_id)
+        states = await repo.states(who.tenant, subject_id)
+        tickets = await self.dsar.tickets_of_subject(who.tenant, subject_id)
+        if not (events or states or tickets):
+            raise SubjectNotFound("This tenant holds nothing on that subject")
+        return SubjectExport(
+            subject_id=subject_id,
+            exported_at=now,
+            consent_events=[to_out(e) for e in events],
+            consent_states=[
+                ConsentStateOut(
+                    policy_key=s.policy_key,
+                    purpose=s.purpose,
+                    state=state_name(s.state, s.expires_at, now),
+                    since=s.since,
+                    expires_at=s.expires_at,
+                    event_id=s.event_id,
+                )
+                for s in sorted(states, key=lambda s: (s.policy_key, s.purpose))
+            ],
+            dsar_tickets=[self.dsar.read(t) for t in tickets],
+        )
+
+    async def erase(self, who: Principal, subject_id: str) -> None:
+        now = self.clock()
+        pseudonym = new_pseudonym()
+        repo = self.consent.repo
+        events, states = await repo.pseudonymise(who.tenant, subject_id, pseudonym)
+        tickets = await self.dsar.tickets_of_subject(who.tenant, subject_id)
+        if not (events or states or tickets):
+            raise SubjectNotFound("This tenant holds nothing on that subject")
+        for ticket in tickets:
+            ticket.subject_id = pseudonym
+            ticket.subject_email = None
+            ticket.subject_name = None
+            ticket.updated_at = now
+        await repo.forget_idempotent_responses(who.tenant, subject_id)
+        repo.record_erasure(
+            SubjectErasure(
+                id=uuid.uuid4(),
+                tenant=who.tenant,
+                pseudonym=pseudonym,
+                at=now,
+                actor=who.sub,
+                consent_events=events,
+                consent_states=states,
+                dsar_tickets=len(tickets),
+            )
+        )
+        try:
+            await self.session.flush()
+        except StaleDataError:
+            await self.session.rollback()
+            raise ErasureConflict(
+                "A request of this subject changed meanwhile; retry the erasure"
+            ) from None
+        await self.session.commit()
