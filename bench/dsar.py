@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -241,7 +242,8 @@ async def main() -> int:
     logdir = Path(tempfile.mkdtemp(prefix="dsar-bench-"))
     try:
         env = {**os.environ, "DATABASE_URL": sa_url, "AUTH_SECRET": SECRET, "APP_ENV": "dev"}
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             [str(ROOT / ".venv/bin/alembic"), "upgrade", "heads"],
             cwd=ROOT,
             env=env,
@@ -348,10 +350,8 @@ async def main() -> int:
         return 0
     finally:
         for p in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for p in procs:
             p.wait(timeout=10)
         if not args.keep:
