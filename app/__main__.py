@@ -1,9 +1,11 @@
-"""`python -m app token | openapi` — the operator's command line."""
+"""`python -m app token | openapi | worker` — the operator's command line."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
 from typing import Any
 
@@ -24,6 +26,32 @@ def render_openapi() -> str:
     return json.dumps(openapi_document(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 
+async def run_worker(settings: Settings, once: bool) -> int:
+    """The worker loop until SIGINT/SIGTERM (or one round with --once)."""
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.logging import configure_logging
+    from app.worker import Worker
+
+    configure_logging(settings.log_level)
+    engine = create_engine(
+        settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+    )
+    try:
+        async with Worker(create_sessionmaker(engine), settings) as worker:
+            if once:
+                stats = await worker.run_once()
+                print(json.dumps({k: getattr(stats, k) for k in stats.__slots__}))
+                return 1 if stats.errors else 0
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await worker.run_forever(stop)
+    finally:
+        await engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,11 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--sub", default="cli")
     tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     sub.add_parser("openapi", help="print the OpenAPI document (openapi.json must equal it)")
+    wrk = sub.add_parser(
+        "worker", help="run the worker: audit sealing, reminders, webhook delivery"
+    )
+    wrk.add_argument("--once", action="store_true", help="one round, then exit")
     args = parser.parse_args(argv)
 
     if args.command == "openapi":
         sys.stdout.write(render_openapi())
         return 0
+    if args.command == "worker":
+        try:
+            settings = get_settings()
+        except (ValueError, ConfigurationError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(run_worker(settings, args.once))
     try:
         scopes = parse_scopes(args.scopes)
         if not 0 < len(args.tenant) <= 64:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.audit.router import router as audit_router
 from app.breaches.router import router as breaches_router
 from app.consent.router import router as consent_router
 from app.core.clock import Clock, utc_now
@@ -22,6 +25,8 @@ from app.dsar.router import router as dsar_router
 from app.ops.router import router as ops_router
 from app.policies.router import router as policies_router
 from app.subjects.router import router as subjects_router
+from app.webhooks.router import router as webhooks_router
+from app.worker import Worker
 
 DESCRIPTION = """\
 Privacy policies as versioned configuration, and the promises they make kept on time:
@@ -44,9 +49,29 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        if settings.run_worker_in_process:
+            # The embedded default: the same loop as `python -m app worker`, in this process.
+            worker = Worker(
+                app.state.sessionmaker,
+                settings,
+                clock=clock,
+                on_attempt=lambda s: app.state.metrics.webhook_attempts.labels(s.value).inc(),
+            )
+            task = asyncio.create_task(worker.run_forever(stop), name="worker")
+        app.state.worker_task = task
         try:
             yield
         finally:
+            stop.set()
+            if task is not None:
+                try:
+                    await asyncio.wait_for(task, timeout=settings.webhook_timeout_seconds + 5)
+                except TimeoutError:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await engine.dispose()
 
     app = FastAPI(
@@ -60,6 +85,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             {"name": "consent", "description": "The append-only consent ledger"},
             {"name": "subjects", "description": "One person's consents, export and erasure"},
             {"name": "breaches", "description": "Breach incidents, their clocks and the record"},
+            {"name": "webhooks", "description": "Signed event delivery to your receivers"},
+            {"name": "audit", "description": "The tenant's hash-chained audit log"},
             {"name": "ops", "description": "Health, readiness and metrics"},
         ],
     )
@@ -77,6 +104,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(consent_router)
     app.include_router(subjects_router)
     app.include_router(breaches_router)
+    app.include_router(webhooks_router)
+    app.include_router(audit_router)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

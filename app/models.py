@@ -1,13 +1,17 @@
 """Every domain's models, imported so that one Base.metadata serves Alembic and tests."""
 
+from app.audit.models import AuditEntry
 from app.breaches.models import BreachEvent, BreachIncident, BreachNotification
 from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.dsar.models import DsarEvent, DsarTicket
+from app.events.models import OutboxEvent, ReminderSent
 from app.policies.models import Policy, PolicyVersion
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "AuditEntry",
     "Base",
     "BreachEvent",
     "BreachIncident",
@@ -17,7 +21,12 @@ __all__ = [
     "DsarEvent",
     "DsarTicket",
     "IdempotencyRecord",
+    "OutboxEvent",
     "Policy",
     "PolicyVersion",
+    "ReminderSent",
     "SubjectErasure",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

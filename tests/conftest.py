@@ -131,6 +131,10 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "auth_secret": TEST_SECRET,
         "app_env": "dev",
         "log_level": "INFO",
+        # Tests drive the worker themselves (Worker.run_once), deterministically.
+        "worker_in_process": False,
+        # The local receiver of the webhook tests.
+        "webhook_allow_hosts": "127.0.0.1",
     }
     values.update(overrides)
     return Settings(**values)

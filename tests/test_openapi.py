@@ -48,7 +48,7 @@ def test_every_operation_has_tag_summary_camelcase_id_and_problem_responses() ->
             if path.startswith("/v1/"):
                 for code in ("401", "403", "422"):
                     assert "application/problem+json" in op["responses"][code]["content"]
-                if method in ("post", "put", "patch"):
+                if method in ("post", "put", "patch") and "requestBody" in op:
                     body = op["requestBody"]["content"]["application/json"]
                     schema = body["schema"]
                     if "$ref" in schema:

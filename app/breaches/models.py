@@ -56,6 +56,7 @@ class BreachIncident(Base):
         Index(None, "tenant", "status", "aware_at", "id"),
         # `overdue` is `next_due_at < now`: one range scan.
         Index(None, "tenant", "next_due_at"),
+        Index(None, "next_due_at"),  # the reminder scan, across tenants
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -34,7 +34,7 @@ from app.policies.schemas import KEY_PATTERN
 router = APIRouter(prefix="/v1/breaches", tags=["breaches"])
 
 
-def get_service(session: SessionDep, clock: ClockDep) -> BreachService:
+async def get_service(session: SessionDep, clock: ClockDep) -> BreachService:
     return BreachService(session, clock)
 
 
@@ -108,7 +108,7 @@ async def list_breaches(
         Query(description="true: a required notice is missing past its due instant"),
     ] = None,
     risk: BreachRisk | None = None,
-    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     aware_after: Annotated[
         AwareDatetime | None, Query(description="Only incidents known after this instant")
     ] = None,

@@ -59,7 +59,7 @@ NOTIFICATION_EXAMPLES: dict[str, Any] = {
 class BreachCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CREATE_EXAMPLE]})
 
-    policy_key: str = Field(pattern=KEY_PATTERN)
+    policy_key: str = Field(pattern=KEY_PATTERN, max_length=64)
     title: str = Field(min_length=1, max_length=200)
     aware_at: AwareDatetime = Field(
         description="When the organisation became aware: the clocks start here (not in the future)"

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.audit import trail
 from app.breaches.models import (
     TRANSITIONS,
     Audience,
@@ -34,6 +35,7 @@ from app.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessabl
 from app.core.idempotency import idempotent
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.security import Principal
+from app.events.outbox import emit, iso
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService
@@ -254,6 +256,27 @@ def to_read(
     )
 
 
+def incident_facts(incident: BreachIncident) -> dict[str, Any]:
+    """What events and audit entries say about an incident: ids, dates, duties, states. Never
+    the title or description (free text)."""
+    return {
+        "id": str(incident.id),
+        "policy_key": incident.policy_key,
+        "policy_version": incident.policy_version,
+        "status": BreachStatus(incident.status).value,
+        "risk": BreachRisk(incident.risk).value,
+        "role": BreachRole(incident.role).value,
+        "aware_at": iso(incident.aware_at),
+        "authority_notification_required": incident.authority_notification_required,
+        "authority_due_at": iso(incident.authority_due_at),
+        "subjects_notification_required": incident.subjects_notification_required,
+        "subjects_due_at": iso(incident.subjects_due_at),
+        "controller_notification_required": incident.controller_notification_required,
+        "controller_due_at": iso(incident.controller_due_at),
+        "version": incident.version,
+    }
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -333,6 +356,9 @@ class BreachService:
             for field in DUTY_FIELDS:
                 _change(changes, field, None, getattr(incident, field))
             self._event(incident, who, now, "created", changes, None)
+            facts = incident_facts(incident)
+            emit(self.session, who.tenant, "breach.created", facts, now)
+            self._audit(who, incident, "breach.created", facts, now)
             await self.session.flush()
             read = await self._read(incident, now)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/breaches/{incident.id}", at=now)
@@ -494,6 +520,14 @@ class BreachService:
         incident.updated_at = now
         await self.session.flush()
         self._event(incident, who, now, "updated", changes, body.reason)
+        # Which fields changed, not their values: a description is free text.
+        self._audit(
+            who,
+            incident,
+            "breach.updated",
+            {**incident_facts(incident), "changed": sorted(changes)},
+            now,
+        )
         await self.session.flush()
         read = await self._read(incident, now)
         await self.session.commit()
@@ -607,6 +641,19 @@ class BreachService:
             }
             _change(changes, field, before, after)
             self._event(incident, who, now, "notification_recorded", changes, body.late_reason)
+            self._audit(
+                who,
+                incident,
+                "breach.notification_recorded",
+                {
+                    **incident_facts(incident),
+                    "notification_id": str(note.id),
+                    "audience": audience.value,
+                    "sent_at": iso(sent_at),
+                    "late": late,
+                },
+                now,
+            )
             await self.session.flush()
             read = await self._read(incident, now)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/breaches/{incident.id}", at=now)
@@ -622,6 +669,25 @@ class BreachService:
                 f"The incident is at version {incident.version}, not {expected}",
                 current_version=incident.version,
             )
+
+    def _audit(
+        self,
+        who: Principal,
+        incident: BreachIncident,
+        action: str,
+        data: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        trail.record(
+            self.session,
+            tenant=incident.tenant,
+            actor=who.sub,
+            action=action,
+            object_type="breach_incident",
+            object_id=incident.id,
+            data=data,
+            at=at,
+        )
 
     def _event(
         self,

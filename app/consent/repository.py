@@ -7,6 +7,11 @@ data-modifying CTE: there it is one multi-row INSERT and one multi-row upsert.
 
 The upsert only overwrites a state with a newer one: `(since, event_id)` compared as a row,
 so a late event older than the recorded state changes nothing (and is not RETURNed).
+
+The same statement appends one audit entry per event and one `consent.changed` outbox row
+per state that moved (DESIGN §9: one round trip for event, projection, audit and outbox).
+Their JSON is built here, in Python, so both databases store the same text; it carries ids,
+purposes and states, never the subject identifier.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.models import AuditEntry
 from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
 from app.core.idempotency import IdempotencyRecord
+from app.events.models import OutboxEvent
 from app.policies.models import PolicyVersion
 
 
@@ -83,6 +90,31 @@ def winners(events: Sequence[NewEvent]) -> list[NewEvent]:
     return list(best.values())
 
 
+def audit_data(e: NewEvent) -> dict[str, Any]:
+    return {
+        "id": str(e.id),
+        "policy_key": e.policy_key,
+        "policy_version": e.policy_version,
+        "purpose": e.purpose,
+        "action": e.action,
+        "occurred_at": e.occurred_at.isoformat(),
+        "gpc": e.gpc,
+    }
+
+
+def changed_data(e: NewEvent) -> dict[str, Any]:
+    """`consent.changed`: the event that now decides the state (fetch its receipt for more)."""
+    return {
+        "event_id": str(e.id),
+        "policy_key": e.policy_key,
+        "policy_version": e.policy_version,
+        "purpose": e.purpose,
+        "state": e.action,
+        "since": e.occurred_at.isoformat(),
+        "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+    }
+
+
 _PG_EVENTS = """
 ev AS (
     INSERT INTO consent_event (id, tenant, policy_key, policy_version, subject_id, purpose,
@@ -127,8 +159,31 @@ idem AS (
         :i_location, :recorded_at
 )"""
 
-_PG_APPEND = text(f"WITH {_PG_EVENTS},{_PG_STATES}\nSELECT event_id FROM st")
-_PG_APPEND_IDEM = text(f"WITH {_PG_EVENTS},{_PG_STATES},{_PG_IDEM}\nSELECT event_id FROM st")
+_PG_AUDIT = """
+au AS (
+    INSERT INTO audit_entry (tenant, at, actor, action, object_type, object_id, data)
+    SELECT :tenant, :recorded_at, :actor, 'consent.recorded', 'consent_event',
+        CAST(a.id AS varchar), CAST(a.data AS jsonb)
+    FROM unnest(CAST(:e_id AS uuid[]), CAST(:a_data AS text[])) WITH ORDINALITY AS a(id, data, n)
+    ORDER BY a.n
+)"""
+
+_PG_OUTBOX = """
+ob AS (
+    INSERT INTO outbox_event (tenant, type, data, created_at)
+    SELECT :tenant, 'consent.changed', CAST(o.data AS jsonb), :recorded_at
+    FROM unnest(CAST(:s_event_id AS uuid[]), CAST(:o_data AS text[])) WITH ORDINALITY
+        AS o(event_id, data, n)
+    WHERE o.event_id IN (SELECT event_id FROM st)
+    ORDER BY o.n
+)"""
+
+_PG_APPEND = text(
+    f"WITH {_PG_EVENTS},{_PG_STATES},{_PG_AUDIT},{_PG_OUTBOX}\nSELECT event_id FROM st"
+)
+_PG_APPEND_IDEM = text(
+    f"WITH {_PG_EVENTS},{_PG_STATES},{_PG_AUDIT},{_PG_OUTBOX},{_PG_IDEM}\nSELECT event_id FROM st"
+)
 
 
 class ConsentRepository:
@@ -186,6 +241,8 @@ class ConsentRepository:
             "s_since": [e.occurred_at for e in top],
             "s_event_id": [e.id for e in top],
             "s_expires_at": [e.expires_at for e in top],
+            "a_data": [json.dumps(audit_data(e)) for e in events],
+            "o_data": [json.dumps(changed_data(e)) for e in top],
         }
         stmt = _PG_APPEND
         if idem is not None:
@@ -263,6 +320,37 @@ class ConsentRepository:
         )
         rows = await self.session.execute(stmt.returning(ConsentState.event_id))
         current = {r[0] for r in rows}
+        await self.session.execute(
+            insert(AuditEntry).values(
+                [
+                    {
+                        "tenant": tenant,
+                        "at": recorded_at,
+                        "actor": actor,
+                        "action": "consent.recorded",
+                        "object_type": "consent_event",
+                        "object_id": str(e.id),
+                        "data": audit_data(e),
+                    }
+                    for e in events
+                ]
+            )
+        )
+        changed = [e for e in top if e.id in current]
+        if changed:
+            await self.session.execute(
+                insert(OutboxEvent).values(
+                    [
+                        {
+                            "tenant": tenant,
+                            "type": "consent.changed",
+                            "data": changed_data(e),
+                            "created_at": recorded_at,
+                        }
+                        for e in changed
+                    ]
+                )
+            )
         if idem is not None:
             body = dict(idem.body)
             body["became_current"] = idem.current_flag_for in current

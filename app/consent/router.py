@@ -31,7 +31,7 @@ from app.policies.schemas import KEY_PATTERN
 router = APIRouter(prefix="/v1/consent-events", tags=["consent"])
 
 
-def get_service(session: SessionDep, clock: ClockDep) -> ConsentService:
+async def get_service(session: SessionDep, clock: ClockDep) -> ConsentService:
     return ConsentService(session, clock)
 
 
@@ -105,7 +105,7 @@ async def list_consent_events(
     who: ConsentRead,
     subject_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     purpose: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     since: Annotated[
         AwareDatetime | None, Query(description="Events that occurred at or after this instant")
     ] = None,

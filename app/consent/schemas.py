@@ -44,7 +44,7 @@ EVENT_EXAMPLE: dict[str, Any] = {
 class ConsentEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EVENT_EXAMPLE]})
 
-    policy_key: str = Field(pattern=KEY_PATTERN)
+    policy_key: str = Field(pattern=KEY_PATTERN, max_length=64)
     subject_id: str = Field(min_length=1, max_length=200)
     purpose: str = Field(min_length=1, max_length=64, description="A purpose the policy defines")
     action: ConsentAction

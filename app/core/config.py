@@ -44,6 +44,20 @@ class Settings(BaseSettings):
     rate_limit_writes: int | None = Field(default=None, ge=1, description="per tenant per minute")
     log_level: str = "INFO"
 
+    # Webhooks and the worker (DESIGN §9).
+    webhook_allow_hosts: str = Field(
+        default="", description="comma-separated hosts exempt from the private-network refusal"
+    )
+    webhook_max_attempts: int = Field(default=12, ge=1, le=50)
+    webhook_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    breach_reminder_hours: int = Field(default=24, ge=0, le=24 * 30)
+    # The worker loop inside the server process: default on for SQLite (the embedded
+    # deployment), off for PostgreSQL (run `python -m app worker` beside the replicas).
+    worker_in_process: bool | None = None
+    worker_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.app_env == "production":
@@ -60,6 +74,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def run_worker_in_process(self) -> bool:
+        return self.is_sqlite if self.worker_in_process is None else self.worker_in_process
+
+    @property
+    def webhook_allow_host_set(self) -> frozenset[str]:
+        return frozenset(
+            h.strip().lower().strip("[]") for h in self.webhook_allow_hosts.split(",") if h.strip()
+        )
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -78,7 +78,13 @@ def create_engine(
     database_url: str, pool_size: int = 10, statement_timeout_ms: int = 15_000
 ) -> AsyncEngine:
     url = make_url(database_url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pre-ping: SQLAlchemy's asyncpg ping costs three round trips (BEGIN, ";", ROLLBACK) on
+    # every checkout, a third of a small write's time. A connection the server dropped fails
+    # its first statement as a disconnect instead: SQLAlchemy then invalidates the whole pool
+    # (every connection older than the failure), that one request gets a 503 problem, and the
+    # next ones reconnect — the service recovers without a restart (bench/durability.py).
+    # hide_parameters: SQL errors never carry the values bound (subject identifiers).
+    kwargs: dict[str, Any] = {"pool_pre_ping": False, "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         # One writer at a time: wait for the lock instead of failing at once.
         kwargs["connect_args"] = {"timeout": 30}

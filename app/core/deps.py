@@ -21,7 +21,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -67,3 +67,5 @@ BreachRead = Annotated[Principal, Depends(require("breach:read"))]
 BreachWrite = Annotated[Principal, Depends(require("breach:write"))]
 SubjectExport = Annotated[Principal, Depends(require("consent:read", "dsar:read"))]
 SubjectErase = Annotated[Principal, Depends(require("consent:write", "dsar:write"))]
+WebhooksManage = Annotated[Principal, Depends(require("webhooks:manage"))]
+AuditRead = Annotated[Principal, Depends(require("audit:read"))]

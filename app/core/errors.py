@@ -149,6 +149,14 @@ def validation_items(errors: Sequence[Any]) -> list[dict[str, Any]]:
     for err in errors:
         loc = [p if isinstance(p, int | str) else str(p) for p in err.get("loc", ())]
         msg = str(err.get("msg", "invalid"))
+        # A few pydantic messages quote the value sent (e.g. an unknown discriminator tag):
+        # cut it out, it may be personal data.
+        quoted = [err.get("input"), (err.get("ctx") or {}).get("tag")]
+        for sent in quoted:
+            if isinstance(sent, str | int | float) and not isinstance(sent, bool):
+                text = str(sent)
+                if text and text in msg:
+                    msg = msg.replace(f"'{text}'", "the value sent").replace(text, "the value sent")
         items.append({"loc": loc, "msg": msg, "type": err.get("type")})
     return items
 
@@ -167,6 +175,19 @@ _STATUS_CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+
+
+# SQLSTATEs that mean the server or the connection went away, not that the query was wrong:
+# class 08 (connection exception), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot
+# connect now (starting up / shutting down).
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_database_outage(exc: sa_exc.DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -202,6 +223,22 @@ def install_error_handlers(app: FastAPI) -> None:
         OSError,
     ):
         app.add_exception_handler(cls, _database_away)
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> ProblemResponse:
+        # asyncpg's connection losses ("connection was closed in the middle of operation",
+        # "the database system is starting up", admin shutdown) arrive as the base DBAPIError.
+        if is_database_outage(exc):
+            return await _database_away(request, exc)
+        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
+            log.warning("statement timeout", extra={"error": type(exc).__name__})
+            return problem_response(
+                503,
+                "statement_timeout",
+                "The database took too long to answer; retry shortly",
+                {"Retry-After": "2"},
+            )
+        raise exc  # anything else stays a 500 (rendered by the middleware, no internals)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:

@@ -46,5 +46,9 @@ def configure_logging(level: str = "INFO") -> None:
     # httpx logs every request line at INFO, full URL included: the webhook sender does not
     # need it, and a URL may carry identifiers.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Drivers and the ORM log SQL with its parameters (subject identifiers) at DEBUG/INFO:
+    # never let LOG_LEVEL=DEBUG turn that on.
+    for noisy in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # uvicorn's access log prints raw paths, which carry subject identifiers: ours replaces it.
     logging.getLogger("uvicorn.access").disabled = True

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +34,40 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        # Read from the database at scrape time (app.events.metrics): every replica reports
+        # the same figures, whichever process runs the worker.
+        self.outbox_backlog = Gauge(
+            "outbox_backlog",
+            "Outbox events not yet fanned out to webhook subscriptions",
+            registry=self.registry,
+        )
+        self.webhook_pending = Gauge(
+            "webhook_deliveries_pending",
+            "Webhook deliveries waiting for their first or next attempt",
+            registry=self.registry,
+        )
+        self.webhook_failures = Gauge(
+            "webhook_delivery_failures",
+            "Webhook deliveries that failed for good (every attempt used up)",
+            registry=self.registry,
+        )
+        self.dsar_overdue = Gauge(
+            "dsar_overdue_tickets",
+            "Open DSAR tickets past their due instant",
+            registry=self.registry,
+        )
+        self.breach_overdue = Gauge(
+            "breach_overdue_incidents",
+            "Breach incidents with a required notification past its due instant",
+            registry=self.registry,
+        )
+        # Counted by the worker running in this process (if any).
+        self.webhook_attempts = Counter(
+            "webhook_delivery_attempts",
+            "Webhook attempts made by this process's worker, by resulting delivery status",
+            ["status"],
+            registry=self.registry,
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem
 
 _DESCRIPTIONS = {
+    400: "Malformed request (the body is not parseable JSON)",
     401: "Missing or invalid bearer token",
     403: "The token lacks a required scope",
     404: "Not found in this tenant",
@@ -15,17 +16,30 @@ _DESCRIPTIONS = {
     412: "If-Match does not match the current version",
     413: "Request body too large",
     422: "Validation failed (field paths in `errors`)",
+    429: "Too many writes for this tenant (write routes, when RATE_LIMIT_WRITES is set)",
+    503: "The database is unavailable or the request ran past its deadline; retry later",
 }
+# Every operation can answer these: malformed input, auth, body size, validation, the rate
+# limit and the request deadline / database outage.
+ALWAYS = (400, 401, 403, 413, 422, 429, 503)
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """Response docs for the given statuses (plus 401/403/422, which every route can give)."""
-    wanted = sorted({401, 403, 422, *codes})
-    return {
-        code: {
+    """Response docs for the given statuses, plus those in ALWAYS."""
+    wanted = sorted({*ALWAYS, *codes})
+    docs: dict[int | str, dict[str, Any]] = {}
+    for code in wanted:
+        doc: dict[str, Any] = {
             "model": Problem,
             "description": _DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for code in wanted
-    }
+        if code == 429:
+            doc["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds until a write is accepted again",
+                    "schema": {"type": "integer"},
+                }
+            }
+        docs[code] = doc
+    return docs

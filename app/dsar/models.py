@@ -63,6 +63,7 @@ class DsarTicket(Base):
         Index(None, "tenant", "due_sort", "id"),
         Index(None, "tenant", "is_open", "due_sort", "id"),
         Index(None, "tenant", "subject_id"),
+        Index(None, "is_open", "due_sort"),  # the reminder scan, across tenants
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -32,7 +32,7 @@ from app.policies.schemas import KEY_PATTERN, Right
 router = APIRouter(prefix="/v1/dsars", tags=["dsars"])
 
 
-def get_service(request: Request, session: SessionDep, clock: ClockDep) -> DsarService:
+async def get_service(request: Request, session: SessionDep, clock: ClockDep) -> DsarService:
     days = request.app.state.settings.due_soon_days
     return DsarService(session, clock, timedelta(days=days))
 
@@ -86,7 +86,7 @@ async def list_dsars(
     status: DsarStatus | None = None,
     type: Right | None = None,
     sla: Sla | None = None,
-    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     due_before: AwareDatetime | None = None,
     received_after: AwareDatetime | None = None,
     limit: LimitQuery = DEFAULT_LIMIT,

@@ -44,7 +44,7 @@ class DsarCreate(BaseModel):
         },
     )
 
-    policy_key: str = Field(pattern=KEY_PATTERN)
+    policy_key: str = Field(pattern=KEY_PATTERN, max_length=64)
     type: Right
     subject: Subject
     requester: Literal["subject", "controller"] = "subject"

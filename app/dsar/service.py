@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from app.core.idempotency import idempotent
@@ -32,6 +33,7 @@ from app.dsar.models import (
 )
 from app.dsar.repository import DsarRepository, sla_filter
 from app.dsar.schemas import DsarCreate, DsarEventRead, DsarRead, ExtensionIn, TransitionIn
+from app.events.outbox import emit, iso
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService
@@ -240,7 +242,10 @@ class DsarService:
                 None,
                 {"policy_version": pv.version, "due_date": _iso(ticket.due_date)},
             )
-            await self.session.flush()
+            await self.session.flush()  # sets `version`, which the event carries
+            facts = ticket_facts(ticket)
+            emit(self.session, who.tenant, "dsar.created", facts, now)
+            self._audit(who, ticket, "dsar.created", facts, now)
             read = self.read(ticket)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/dsars/{ticket.id}", at=now)
             await self.session.commit()
@@ -340,7 +345,10 @@ class DsarService:
             ticket.status_reason = body.reason
         ticket.updated_at = now
         self._event(ticket, who, now, "status_changed", current, body.to, body.reason, data)
-        await self.session.flush()
+        await self.session.flush()  # bumps `version`, which the event carries
+        changed = {**ticket_facts(ticket), "from": current.value, "to": body.to.value}
+        emit(self.session, who.tenant, "dsar.status_changed", changed, now)
+        self._audit(who, ticket, "dsar.status_changed", changed, now)
         read = self.read(ticket)
         await self.session.commit()
         return read
@@ -408,6 +416,13 @@ class DsarService:
             },
         )
         await self.session.flush()
+        self._audit(
+            who,
+            ticket,
+            "dsar.extended",
+            {**ticket_facts(ticket), "due_at_before": iso(before)},
+            now,
+        )
         read = self.read(ticket)
         await self.session.commit()
         return read
@@ -480,6 +495,20 @@ class DsarService:
     async def tickets_of_subject(self, tenant: str, subject_id: str) -> Sequence[DsarTicket]:
         return await self.repo.for_subject(tenant, subject_id)
 
+    def _audit(
+        self, who: Principal, ticket: DsarTicket, action: str, data: dict[str, Any], at: datetime
+    ) -> None:
+        trail.record(
+            self.session,
+            tenant=ticket.tenant,
+            actor=who.sub,
+            action=action,
+            object_type="dsar_ticket",
+            object_id=ticket.id,
+            data=data,
+            at=at,
+        )
+
     def _event(
         self,
         ticket: DsarTicket,
@@ -505,6 +534,21 @@ class DsarService:
                 data=data,
             )
         )
+
+
+def ticket_facts(ticket: DsarTicket) -> dict[str, Any]:
+    """What events and audit entries say about a ticket: ids, dates, states. Never the
+    subject, the description or a reason (free text may carry personal data)."""
+    return {
+        "id": str(ticket.id),
+        "policy_key": ticket.policy_key,
+        "policy_version": ticket.policy_version,
+        "type": ticket.type,
+        "status": DsarStatus(ticket.status).value,
+        "due_at": iso(ticket.due_at),
+        "due_date": iso(ticket.due_date),
+        "version": ticket.version,
+    }
 
 
 def _iso(value: Any) -> str | None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.core.errors import problem_response
+from app.events.metrics import refresh
+
+log = logging.getLogger("app.ops")
 
 router = APIRouter(tags=["ops"])
 
@@ -40,6 +45,12 @@ async def readyz(request: Request) -> Response:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics
+    try:
+        async with request.app.state.sessionmaker() as session:
+            await refresh(session, registry, request.app.state.clock())
+    except Exception:  # the process metrics still answer while the database is away
+        log.warning("metrics: database gauges not refreshed")
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )

@@ -34,12 +34,12 @@ from app.policies.service import PolicyService, PreviewService
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
 
-def get_service(session: SessionDep, clock: ClockDep) -> PolicyService:
+async def get_service(session: SessionDep, clock: ClockDep) -> PolicyService:
     return PolicyService(session, clock)
 
 
 ServiceDep = Annotated[PolicyService, Depends(get_service)]
-PolicyKey = Annotated[str, Path(pattern=KEY_PATTERN, description="The policy's key")]
+PolicyKey = Annotated[str, Path(pattern=KEY_PATTERN, max_length=64, description="The policy's key")]
 
 _CREATE_EXAMPLES: dict[str, Any] = {
     "spotrak": {"summary": "GDPR policy with its own promises", "value": SPOTRAK_EXAMPLE},
@@ -162,7 +162,7 @@ async def get_policy_version(
     return await service.version(who, key, version)
 
 
-def get_preview(session: SessionDep, clock: ClockDep) -> PreviewService:
+async def get_preview(session: SessionDep, clock: ClockDep) -> PreviewService:
     return PreviewService(session, clock)
 
 

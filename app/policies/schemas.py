@@ -71,7 +71,7 @@ class Controller(_In):
     contact_email: str | None = Field(
         default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
     )
-    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", max_length=2)
 
 
 class CalendarAdjust(_In):
@@ -81,10 +81,11 @@ class CalendarAdjust(_In):
 
 class JurisdictionIn(_In):
     regime: Regime
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    country: str = Field(pattern=r"^[A-Z]{2}$", max_length=2, description="ISO 3166-1 alpha-2")
     subdivision: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9 -]{1,40}$",
+        max_length=40,
         description="ISO 3166-2 subdivision code as the holiday calendar knows it (e.g. QC)",
     )
     timezone: str = Field(min_length=1, max_length=64, description="IANA time zone")
@@ -92,11 +93,12 @@ class JurisdictionIn(_In):
 
 
 class RetentionIn(_In):
-    category: str = Field(pattern=SNAKE)
+    category: str = Field(pattern=SNAKE, max_length=64)
     keep_for: Period | None = Field(description="null = kept indefinitely")
     starts_at: str = Field(
         default="collected",
         pattern=SNAKE,
+        max_length=64,
         description="collected, last_activity, account_closed, contract_ended or a custom event",
     )
     then: Literal["delete", "anonymize", "archive", "review"] = "delete"
@@ -112,7 +114,7 @@ class BreachIn(_In):
 
 
 class ConsentPurpose(_In):
-    key: str = Field(pattern=SNAKE)
+    key: str = Field(pattern=SNAKE, max_length=64)
     description: str | None = Field(default=None, max_length=1000)
     lawful_basis: LawfulBasis = "consent"
     default: Literal["granted", "denied"] = "denied"
@@ -138,13 +140,13 @@ class PolicyConfig(_In):
 
 
 class PolicyCreate(PolicyConfig):
-    key: str = Field(pattern=KEY_PATTERN)
+    key: str = Field(pattern=KEY_PATTERN, max_length=64)
 
 
 class PolicyPublish(PolicyConfig):
     """A new version; `key`, if sent, must equal the path's."""
 
-    key: str | None = Field(default=None, pattern=KEY_PATTERN)
+    key: str | None = Field(default=None, pattern=KEY_PATTERN, max_length=64)
 
 
 # ---- responses: the resolved rules in force ----------------------------------------------

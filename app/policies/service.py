@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
@@ -114,6 +115,26 @@ def to_read(version: PolicyVersion, in_force: bool) -> PolicyRead:
     return PolicyRead.model_validate(data)
 
 
+def _audit(
+    session: AsyncSession, who: Principal, action: str, version: PolicyVersion, at: datetime
+) -> None:
+    trail.record(
+        session,
+        tenant=who.tenant,
+        actor=who.sub,
+        action=action,
+        object_type="policy",
+        object_id=version.policy_key,
+        data={
+            "key": version.policy_key,
+            "version": version.version,
+            "regime": version.resolved["jurisdiction"]["regime"],
+            "effective_at": version.effective_at.isoformat(),
+        },
+        at=at,
+    )
+
+
 class PolicyService:
     def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self.session = session
@@ -164,6 +185,7 @@ class PolicyService:
                     f"A policy with key '{body.key}' exists: publish a new version with PUT"
                 ) from exc
             self.session.add(version)
+            _audit(self.session, who, "policy.created", version, now)
             await self.session.flush()
             read = to_read(version, in_force=True)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/policies/{body.key}", at=now)
@@ -200,6 +222,7 @@ class PolicyService:
             published_by=who.sub,
         )
         self.session.add(version)
+        _audit(self.session, who, "policy.published", version, now)
         await self.session.flush()
         in_force = version.effective_at <= now
         await self.session.commit()

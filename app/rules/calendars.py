@@ -39,9 +39,18 @@ def _good_friday(year: int) -> date:
     return sunday - timedelta(days=2)
 
 
-EXTRA_HOLIDAYS: dict[str, tuple[str, Callable[[int], date]]] = {
+def _july_2_if_canada_day_is_sunday(year: int) -> date | None:
+    # Québec I-16 s.61(23)(f): "le 1er juillet … ou le 2 juillet si le 1er tombe un dimanche"
+    # — the only substitute day in that list (the package's `observed` also moves Christmas
+    # and New Year, which the statute does not).
+    july_1 = date(year, 7, 1)
+    return july_1 + timedelta(days=1) if july_1.weekday() == 6 else None
+
+
+EXTRA_HOLIDAYS: dict[str, tuple[str, Callable[[int], date | None]]] = {
     "easter_monday": ("Easter Monday", _easter_monday),
     "good_friday": ("Good Friday", _good_friday),
+    "july_2_if_canada_day_is_sunday": ("Canada Day (2 July)", _july_2_if_canada_day_is_sunday),
 }
 
 
@@ -86,7 +95,9 @@ class WorkCalendar:
             days = {d: str(name) for d, name in table.items()}
             for extra in self.extra_holidays:
                 name, rule = EXTRA_HOLIDAYS[extra]
-                days.setdefault(rule(year), name)
+                day = rule(year)
+                if day is not None:
+                    days.setdefault(day, name)
             for d in self.add:
                 if d.year == year:
                     days.setdefault(d, "holiday added by the policy")

@@ -64,7 +64,7 @@ def _count(
 ) -> tuple[datetime, date]:
     """Count `period` from `start`; append the steps; return (instant due, local date due)."""
     if period.unit == "hours":
-        due = (start + timedelta(hours=period.value)).astimezone(UTC)
+        due = start.astimezone(UTC) + timedelta(hours=period.value)
         steps.append(
             Step(
                 rule,
@@ -230,6 +230,18 @@ def dsar_deadlines(
                     "at verification",
                 )
             )
+        elif verified_at.astimezone(UTC) <= received_at:
+            # The clock starts at the latest of receipt and identity (UK GDPR Art. 12A
+            # "relevant time"): identity known before the request does not back-date it.
+            steps.append(
+                Step(
+                    start_rule,
+                    start_source,
+                    f"Identity verified {local_moment(verified_at, ctx.tz, ctx.tz_name)}, "
+                    "before the request arrived: the clock runs from receipt, the later of "
+                    "the two",
+                )
+            )
         else:
             start = verified_at.astimezone(UTC)
             steps.append(
@@ -303,11 +315,24 @@ def dsar_deadlines(
                 steps=scratch,
             )
         else:
+            # A day-based extension continues the first period from its last day *before*
+            # any roll-forward (a roll moves only the final end, Reg. 1182/71 Art. 3(4)), just
+            # as the same-unit case counts the total from the original start. Hours run from
+            # the first deadline's instant.
+            first_end = (
+                due_at
+                if "hours" in (within.unit, extension.unit)
+                else end_of_local_day(
+                    add_to_date(start.astimezone(ctx.tz).date(), within, ctx.calendar).end,
+                    ctx.tz,
+                )
+            )
             ext_at, ext_date = _count(
                 ctx,
-                due_at,
+                first_end,
                 extension,
-                what=f"If extended: {describe_period(extension)} after the first deadline",
+                what=f"If extended: {describe_period(extension)} after the end of the first "
+                "period (before any roll-forward)",
                 rule=e_rule,
                 source=e_source,
                 steps=scratch,

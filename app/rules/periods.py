@@ -111,8 +111,11 @@ def add_period(
     10:15 in Paris, DST or not). No roll-forward: this is when something lapses, not a deadline
     to act by. Returns a UTC instant."""
     if period.unit == "hours":
-        return (instant + timedelta(hours=period.value)).astimezone(UTC)
+        # convert first: aware + timedelta on a ZoneInfo datetime is wall-clock arithmetic
+        # (12:00 CET + 24 h across the spring change would give 12:00 CEST, 23 real hours)
+        return instant.astimezone(UTC) + timedelta(hours=period.value)
     zone_ = zone(tz) if isinstance(tz, str) else tz
     local = instant.astimezone(zone_)
     end = add_to_date(local.date(), period, calendar).end
-    return local_wall_time(end, local.time().replace(tzinfo=None, fold=0), zone_)
+    # the same wall-clock time, on the same side of a repeated (autumn) hour as the start
+    return local_wall_time(end, local.time().replace(tzinfo=None), zone_)

@@ -242,8 +242,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "default_country": "CA",
             "default_subdivision": {"CA": "QC"},
             "categories": ["public", "optional"],
-            "observed": True,
-            "extra_holidays": [],
+            # s.61(23) lists its one substitute day (2 July when 1 July is a Sunday); the
+            # package's observed Christmas / New Year Mondays are not jours fériés.
+            "observed": False,
+            "extra_holidays": ["july_2_if_canada_day_is_sunday"],
             "non_business_days": SAT_SUN,
             "roll_forward_on": ["sunday", "holiday"],
             "source": "Loi d'interprétation (CQLR c. I-16) s.52 and s.61(23): a deadline "
@@ -465,8 +467,10 @@ def _merge_rule(
         return out
     for name in RULE_FIELDS:
         if name in layer:
+            # a policy that restates the law is not making a promise of its own
+            differs = layer[name] != out.get(name)
             out[name] = layer[name]
-            if declared and name not in out["overrides"]:
+            if declared and differs and name not in out["overrides"]:
                 out["overrides"] = [*out["overrides"], name]
             elif not declared and name in out["overrides"]:
                 out["overrides"] = [f for f in out["overrides"] if f != name]
@@ -546,8 +550,9 @@ def resolve(declared: Mapping[str, Any]) -> dict[str, Any]:
     overrides = []
     for name, value in (declared.get("breach") or {}).items():
         if name in BREACH_FIELDS:
+            if breach.get(name) != value:
+                overrides.append(name)
             breach[name] = value
-            overrides.append(name)
     breach["overrides"] = overrides
     breach["legal_source"] = base["breach"]["source"]
     _finish(breach)

@@ -21,7 +21,7 @@ from app.subjects.service import SubjectService
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 
 
-def get_service(request: Request, session: SessionDep, clock: ClockDep) -> SubjectService:
+async def get_service(request: Request, session: SessionDep, clock: ClockDep) -> SubjectService:
     days = request.app.state.settings.due_soon_days
     return SubjectService(session, clock, timedelta(days=days))
 
@@ -44,7 +44,7 @@ async def get_subject_consents(
     subject_id: SubjectId,
     service: ServiceDep,
     who: ConsentRead,
-    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     as_of: Annotated[
         AwareDatetime | None, Query(description="Answer for this past instant")
     ] = None,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.audit import trail
 from app.consent.models import SubjectErasure
 from app.consent.schemas import ConsentEventOut, ConsentStateOut, SubjectConsents
 from app.consent.service import ConsentService, state_name, to_out
@@ -106,9 +107,21 @@ class SubjectService:
             ticket.subject_name = None
             ticket.updated_at = now
         await repo.forget_idempotent_responses(who.tenant, subject_id)
+        erasure_id = uuid.uuid4()
+        # The audit entry names the erasure record, never the identifier or the pseudonym.
+        trail.record(
+            self.session,
+            tenant=who.tenant,
+            actor=who.sub,
+            action="subject.erased",
+            object_type="subject_erasure",
+            object_id=erasure_id,
+            data={"consent_events": events, "consent_states": states, "dsar_tickets": len(tickets)},
+            at=now,
+        )
         repo.record_erasure(
             SubjectErasure(
-                id=uuid.uuid4(),
+                id=erasure_id,
                 tenant=who.tenant,
                 pseudonym=pseudonym,
                 at=now,

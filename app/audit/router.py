@@ -1,0 +1,71 @@
+"""/v1/audit-events: the tenant's hash-chained audit log (DESIGN §9)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
+
+from app.audit.schemas import AuditEventList, AuditVerification
+from app.audit.service import AuditService
+from app.core.deps import AuditRead, SessionDep
+from app.core.openapi import problems
+from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+
+router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
+
+
+async def get_service(session: SessionDep) -> AuditService:
+    return AuditService(session)
+
+
+ServiceDep = Annotated[AuditService, Depends(get_service)]
+Short = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get(
+    "",
+    response_model=AuditEventList,
+    operation_id="listAuditEvents",
+    summary="The audit log, oldest first",
+    description="Every change, with actor, action and object. `digest` chains each entry to "
+    "the tenant's previous one; entries are sealed into the chain by the worker shortly after "
+    "they are written (`chain_seq` and `digest` are null until then).",
+    responses=problems(),
+)
+async def list_audit_events(
+    service: ServiceDep,
+    who: AuditRead,
+    action: Short = None,
+    object_type: Short = None,
+    object_id: Short = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> AuditEventList:
+    items, nxt = await service.list_page(
+        who,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        actor=actor,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+    return AuditEventList(items=items, next_cursor=nxt)
+
+
+@router.get(
+    "/verify",
+    response_model=AuditVerification,
+    operation_id="verifyAuditChain",
+    summary="Recompute the tenant's chain and report the first broken link",
+    responses=problems(),
+)
+async def verify_audit_chain(service: ServiceDep, who: AuditRead) -> AuditVerification:
+    return await service.verify(who)

@@ -1,0 +1,68 @@
+"""Reading and verifying the tenant's audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.models import AuditEntry
+from app.audit.repository import AuditRepository
+from app.audit.schemas import AuditEventRead, AuditVerification, BrokenLink
+from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.security import Principal
+
+
+class AuditService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repo = AuditRepository(session)
+
+    async def list_page(
+        self,
+        who: Principal,
+        *,
+        action: str | None,
+        object_type: str | None,
+        object_id: str | None,
+        actor: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[AuditEventRead], str | None]:
+        filters: list[ColumnElement[bool]] = []
+        if action is not None:
+            filters.append(AuditEntry.action == action)
+        if object_type is not None:
+            filters.append(AuditEntry.object_type == object_type)
+        if object_id is not None:
+            filters.append(AuditEntry.object_id == object_id)
+        if actor is not None:
+            filters.append(AuditEntry.actor == actor)
+        if since is not None:
+            filters.append(AuditEntry.at >= since)
+        if until is not None:
+            filters.append(AuditEntry.at < until)
+        decoded = decode_cursor(cursor, 1)
+        after: int | None = None
+        if decoded is not None:
+            if not isinstance(decoded[0], int):
+                raise InvalidCursor("The cursor is not one this service issued")
+            after = decoded[0]
+        rows = await self.repo.page(who.tenant, filters=filters, after=after, limit=limit + 1)
+        page = list(rows[:limit])
+        items = [AuditEventRead.model_validate(e, from_attributes=True) for e in page]
+        nxt = encode_cursor([page[-1].id]) if len(rows) > limit and page else None
+        return items, nxt
+
+    async def verify(self, who: Principal) -> AuditVerification:
+        result = await chain.verify(self.session, who.tenant)
+        return AuditVerification(
+            ok=result.ok,
+            checked=result.checked,
+            unsealed=result.unsealed,
+            first_broken=BrokenLink(**result.first_broken) if result.first_broken else None,
+        )

@@ -1,0 +1,290 @@
+"""The delivery side of webhooks, run by the worker: fan-out, claim, send, record.
+
+- Fan-out turns each outbox event into one `webhook_delivery` per matching subscription
+  (subscribed to the type, existing when the event happened); insert-or-ignore on
+  (subscription, event) makes a repeated fan-out harmless.
+- A claim takes due deliveries (`FOR UPDATE SKIP LOCKED` on PostgreSQL: replicas never
+  block on or take the same row), bumps `attempts` and leases the row by moving
+  `next_attempt_at` past the request timeout, then commits: each attempt number belongs to
+  exactly one worker. A worker that dies mid-send leaves the lease to expire (at least once).
+- The result is recorded as a `webhook_attempt` (unique per delivery and attempt) and the
+  delivery is marked succeeded, rescheduled with exponential backoff and jitter, or failed
+  after the last attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.ids import new_id
+from app.events.models import OutboxEvent
+from app.webhooks import signing
+from app.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from app.webhooks.service import message_id
+from app.webhooks.ssrf import UnsafeUrl, resolve_check
+
+log = logging.getLogger("app.webhooks")
+
+FAN_OUT_BATCH = 500
+CLAIM_BATCH = 50
+
+
+def is_pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def sqlite_write_lock(session: AsyncSession) -> None:
+    """SQLite: become the writer now (BEGIN IMMEDIATE in effect), so a concurrent worker
+    waits on the lock instead of failing to upgrade its read snapshot."""
+    if not is_pg(session):
+        await session.execute(text("UPDATE outbox_event SET id = id WHERE 0"))
+
+
+async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BATCH) -> int:
+    """One batch of outbox events → deliveries. Returns the events handled. Commits."""
+    await sqlite_write_lock(session)
+    events = (
+        await session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.dispatched_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not events:
+        await session.rollback()
+        return 0
+    tenants = sorted({e.tenant for e in events})
+    subs = (
+        await session.scalars(
+            select(WebhookSubscription).where(WebhookSubscription.tenant.in_(tenants))
+        )
+    ).all()
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        for sub in subs:
+            if (
+                sub.tenant == event.tenant
+                and event.type in sub.events
+                and sub.created_at <= event.created_at
+            ):
+                rows.append(
+                    {
+                        "id": new_id(),
+                        "tenant": event.tenant,
+                        "subscription_id": sub.id,
+                        "event_id": event.id,
+                        "event_type": event.type,
+                        "status": DeliveryStatus.pending.value,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                )
+    if rows:
+        insert = pg_insert if is_pg(session) else sqlite_insert
+        stmt = insert(WebhookDelivery).values(rows)
+        await session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+        )
+    await session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_([e.id for e in events]))
+        .values(dispatched_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return len(events)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: uuid.UUID
+    tenant: str
+    attempt: int
+    url: str
+    secret: str
+    event_type: str
+    event_at: datetime
+    data: dict[str, Any]
+
+    @property
+    def message_id(self) -> str:
+        return message_id(self.delivery_id)
+
+    def body(self) -> bytes:
+        doc = {"type": self.event_type, "timestamp": self.event_at.isoformat(), "data": self.data}
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def claim(
+    session: AsyncSession, now: datetime, lease: timedelta, batch: int = CLAIM_BATCH
+) -> list[Claimed]:
+    """Take up to `batch` due deliveries for this worker. Commits."""
+    due = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == DeliveryStatus.pending,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    taken = (
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(due.scalar_subquery()))
+            .values(
+                attempts=WebhookDelivery.attempts + 1,
+                next_attempt_at=now + lease,
+                last_attempt_at=now,
+            )
+            .returning(WebhookDelivery.id, WebhookDelivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if not taken:
+        await session.rollback()
+        return []
+    attempts = {row[0]: int(row[1]) for row in taken}
+    details = await session.execute(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.tenant,
+            WebhookSubscription.url,
+            WebhookSubscription.secret,
+            OutboxEvent.type,
+            OutboxEvent.created_at,
+            OutboxEvent.data,
+        )
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.id.in_(list(attempts)))
+    )
+    claimed = [
+        Claimed(
+            delivery_id=r[0],
+            tenant=r[1],
+            attempt=attempts[r[0]],
+            url=r[2],
+            secret=r[3],
+            event_type=r[4],
+            event_at=r[5],
+            data=dict(r[6]),
+        )
+        for r in details
+    ]
+    await session.commit()
+    return claimed
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def send(
+    client: httpx.AsyncClient, item: Claimed, now: datetime, allow: frozenset[str]
+) -> Outcome:
+    """POST one signed attempt. Never raises: every failure is an Outcome."""
+    started = time.perf_counter()
+
+    def done(status: int | None, error: str | None) -> Outcome:
+        return Outcome(status, error, int((time.perf_counter() - started) * 1000))
+
+    try:
+        await resolve_check(item.url, allow, strict=True)
+    except UnsafeUrl as exc:
+        return done(None, f"refused: {exc}")
+    body = item.body()
+    headers = signing.headers(item.secret, item.message_id, int(now.timestamp()), body)
+    try:
+        response = await client.post(item.url, content=body, headers=headers)
+    except httpx.TimeoutException:
+        return done(None, "timeout")
+    except httpx.HTTPError as exc:
+        return done(None, f"connection error: {type(exc).__name__}")
+    return done(response.status_code, None if response.is_success else "non-2xx response")
+
+
+def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> timedelta:
+    """base·2^(attempt-1), capped, times a jitter in [0.5, 1): replicas that failed together
+    do not retry together."""
+    delay = min(cap, base * 2 ** (attempt - 1))
+    return timedelta(seconds=delay * (0.5 + rng() / 2))
+
+
+async def record(
+    session: AsyncSession,
+    item: Claimed,
+    outcome: Outcome,
+    now: datetime,
+    *,
+    max_attempts: int,
+    retry_in: timedelta,
+) -> DeliveryStatus:
+    """Store the attempt and move the delivery on. Commits."""
+    session.add(
+        WebhookAttempt(
+            id=new_id(),
+            delivery_id=item.delivery_id,
+            tenant=item.tenant,
+            attempt=item.attempt,
+            at=now,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+        )
+    )
+    values: dict[str, Any] = {
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+    }
+    if outcome.ok:
+        status = DeliveryStatus.succeeded
+        values.update(status=status, delivered_at=now, next_attempt_at=None)
+    elif item.attempt >= max_attempts:
+        status = DeliveryStatus.failed
+        values.update(status=status, next_attempt_at=None)
+    else:
+        status = DeliveryStatus.pending
+        values.update(next_attempt_at=now + retry_in)
+    # Only while the lease is ours: if it expired and another worker claimed a later attempt,
+    # that worker's outcome is the one that counts.
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == item.delivery_id,
+            WebhookDelivery.attempts == item.attempt,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return status

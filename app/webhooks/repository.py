@@ -1,0 +1,91 @@
+"""Webhook persistence, always scoped by tenant on the API side. Flushes, never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+
+
+class WebhookRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, tenant: str, webhook_id: uuid.UUID) -> WebhookSubscription | None:
+        return await self.session.scalar(
+            select(WebhookSubscription).where(
+                WebhookSubscription.tenant == tenant, WebhookSubscription.id == webhook_id
+            )
+        )
+
+    async def page(
+        self, tenant: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[WebhookSubscription]:
+        stmt = select(WebhookSubscription).where(WebhookSubscription.tenant == tenant)
+        if after is not None:
+            at, wid = after
+            stmt = stmt.where(
+                or_(
+                    WebhookSubscription.created_at > at,
+                    and_(WebhookSubscription.created_at == at, WebhookSubscription.id > wid),
+                )
+            )
+        stmt = stmt.order_by(WebhookSubscription.created_at, WebhookSubscription.id).limit(limit)
+        return (await self.session.scalars(stmt)).all()
+
+    async def delete(self, tenant: str, webhook_id: uuid.UUID) -> bool:
+        """Deliveries and attempts go with it (ON DELETE CASCADE)."""
+        result = await self.session.execute(
+            delete(WebhookSubscription)
+            .where(WebhookSubscription.tenant == tenant, WebhookSubscription.id == webhook_id)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def deliveries(
+        self,
+        webhook_id: uuid.UUID,
+        status: DeliveryStatus | None,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[WebhookDelivery]:
+        """Newest first."""
+        stmt = select(WebhookDelivery).where(WebhookDelivery.subscription_id == webhook_id)
+        if status is not None:
+            stmt = stmt.where(WebhookDelivery.status == status)
+        if before is not None:
+            at, did = before
+            stmt = stmt.where(
+                or_(
+                    WebhookDelivery.created_at < at,
+                    and_(WebhookDelivery.created_at == at, WebhookDelivery.id < did),
+                )
+            )
+        stmt = stmt.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        return (await self.session.scalars(stmt.limit(limit))).all()
+
+    async def attempts(
+        self, delivery_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[WebhookAttempt]]:
+        out: dict[uuid.UUID, list[WebhookAttempt]] = defaultdict(list)
+        if not delivery_ids:
+            return out
+        stmt = (
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(delivery_ids)))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
+        )
+        for attempt in await self.session.scalars(stmt):
+            out[attempt.delivery_id].append(attempt)
+        return out

@@ -1,0 +1,123 @@
+"""/v1/webhooks: signed event delivery to the tenant's receivers (DESIGN §9)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.core.deps import ClockDep, SessionDep, WebhooksManage
+from app.core.idempotency import IdempotencyKeyHeader
+from app.core.openapi import problems
+from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.webhooks.models import DeliveryStatus
+from app.webhooks.schemas import (
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDeliveryList,
+    WebhookDeliveryRead,
+    WebhookList,
+)
+from app.webhooks.service import WebhookService
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+async def get_service(request: Request, session: SessionDep, clock: ClockDep) -> WebhookService:
+    allow = request.app.state.settings.webhook_allow_host_set
+    return WebhookService(session, clock, allow)
+
+
+ServiceDep = Annotated[WebhookService, Depends(get_service)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookCreated,
+    operation_id="createWebhook",
+    summary="Subscribe a receiver to events",
+    description="Returns the signing secret (`whsec_…`) once. Deliveries are POSTed as JSON "
+    '`{"type", "timestamp", "data"}` with Standard Webhooks headers `webhook-id` (the same on '
+    "every retry: deduplicate on it), `webhook-timestamp` and `webhook-signature`, retried "
+    "with exponential backoff. Event data carries ids, never personal data.",
+    responses=problems(),
+)
+async def create_webhook(
+    body: WebhookCreate,
+    service: ServiceDep,
+    who: WebhooksManage,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    result = await service.create(who, body, idempotency_key)
+    if isinstance(result, JSONResponse):
+        return result
+    response.headers["Location"] = f"/v1/webhooks/{result.id}"
+    return result
+
+
+@router.get(
+    "",
+    response_model=WebhookList,
+    operation_id="listWebhooks",
+    summary="List the tenant's subscriptions (secrets are never shown again)",
+    responses=problems(),
+)
+async def list_webhooks(
+    service: ServiceDep,
+    who: WebhooksManage,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> WebhookList:
+    items, nxt = await service.list_page(who, limit, cursor)
+    return WebhookList(items=items, next_cursor=nxt)
+
+
+@router.delete(
+    "/{id}",
+    status_code=204,
+    operation_id="deleteWebhook",
+    summary="Unsubscribe (pending deliveries are dropped)",
+    responses=problems(404),
+)
+async def delete_webhook(id: uuid.UUID, service: ServiceDep, who: WebhooksManage) -> Response:
+    await service.delete(who, id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{id}/ping",
+    response_model=WebhookDeliveryRead,
+    operation_id="pingWebhook",
+    summary="Queue a test event to this receiver",
+    description="Queues a `webhook.ping` delivery for this subscription and returns it "
+    "(status `pending`); the worker sends it like any event, signed, within its next round. "
+    "Read its outcome in the deliveries list.",
+    responses=problems(404),
+)
+async def ping_webhook(
+    id: uuid.UUID, service: ServiceDep, who: WebhooksManage
+) -> WebhookDeliveryRead:
+    return await service.ping(who, id)
+
+
+@router.get(
+    "/{id}/deliveries",
+    response_model=WebhookDeliveryList,
+    operation_id="listWebhookDeliveries",
+    summary="Deliveries to this receiver, newest first, with their attempts",
+    responses=problems(404),
+)
+async def list_webhook_deliveries(
+    id: uuid.UUID,
+    service: ServiceDep,
+    who: WebhooksManage,
+    status: DeliveryStatus | None = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> WebhookDeliveryList:
+    items, nxt = await service.deliveries(who, id, status, limit, cursor)
+    return WebhookDeliveryList(items=items, next_cursor=nxt)

@@ -1,0 +1,90 @@
+"""Webhook subscriptions and deliveries as the API takes and gives them (DESIGN §9)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.events.outbox import EventType
+from app.webhooks.models import DeliveryStatus
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/privacy",
+                    "events": ["dsar.created", "dsar.due_soon", "consent.changed"],
+                    "description": "CRM sync",
+                }
+            ]
+        },
+    )
+
+    url: str = Field(
+        min_length=8,
+        max_length=2000,
+        description="http(s); private-network and loopback targets are refused unless the "
+        "host is in the WEBHOOK_ALLOW_HOSTS setting",
+    )
+    events: list[EventType] = Field(min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("events")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class WebhookRead(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    description: str | None
+    created_at: datetime
+
+
+class WebhookCreated(WebhookRead):
+    secret: str = Field(
+        description="`whsec_` + base64 signing key. Shown once: store it to verify "
+        "`webhook-signature` (Standard Webhooks)",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookRead]
+    next_cursor: str | None
+
+
+class AttemptRead(BaseModel):
+    attempt: int
+    at: datetime
+    status_code: int | None = Field(description="The receiver's HTTP status, if it answered")
+    error: str | None = Field(description="Why the attempt failed without an HTTP status")
+    duration_ms: int
+
+
+class WebhookDeliveryRead(BaseModel):
+    id: uuid.UUID
+    webhook_id: uuid.UUID
+    message_id: str = Field(description="The `webhook-id` header: the same on every attempt")
+    event_id: int
+    event_type: str
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+    attempts: list[AttemptRead]
+
+
+class WebhookDeliveryList(BaseModel):
+    items: list[WebhookDeliveryRead]
+    next_cursor: str | None

@@ -1,0 +1,223 @@
+"""Webhook subscription use cases: each is one transaction, committed here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import trail
+from app.core.clock import Clock
+from app.core.errors import NotFound, Unprocessable
+from app.core.idempotency import idempotent
+from app.core.ids import new_id
+from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.security import Principal
+from app.events.models import OutboxEvent
+from app.events.outbox import PING
+from app.webhooks import signing
+from app.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from app.webhooks.repository import WebhookRepository
+from app.webhooks.schemas import (
+    AttemptRead,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDeliveryRead,
+    WebhookRead,
+)
+from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
+
+
+class WebhookUrlRefused(Unprocessable):
+    code = "webhook_url_refused"
+
+
+def message_id(delivery_id: uuid.UUID) -> str:
+    """The `webhook-id` of a delivery: one per (event, subscription), the same on retries."""
+    return f"msg_{delivery_id.hex}"
+
+
+def to_read(sub: WebhookSubscription) -> WebhookRead:
+    return WebhookRead(
+        id=sub.id,
+        url=sub.url,
+        events=list(sub.events),
+        description=sub.description,
+        created_at=sub.created_at,
+    )
+
+
+def delivery_read(d: WebhookDelivery, attempts: Sequence[WebhookAttempt]) -> WebhookDeliveryRead:
+    return WebhookDeliveryRead(
+        id=d.id,
+        webhook_id=d.subscription_id,
+        message_id=message_id(d.id),
+        event_id=d.event_id,
+        event_type=d.event_type,
+        status=d.status,
+        attempt_count=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        delivered_at=d.delivered_at,
+        created_at=d.created_at,
+        attempts=[AttemptRead.model_validate(a, from_attributes=True) for a in attempts],
+    )
+
+
+def _cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    values = decode_cursor(cursor, 2)
+    if values is None:
+        return None
+    try:
+        at, oid = datetime.fromisoformat(str(values[0])), uuid.UUID(str(values[1]))
+    except ValueError as exc:
+        raise InvalidCursor("The cursor is not one this service issued") from exc
+    if at.tzinfo is None:
+        raise InvalidCursor("The cursor is not one this service issued")
+    return at, oid
+
+
+class WebhookService:
+    def __init__(self, session: AsyncSession, clock: Clock, allow_hosts: frozenset[str]) -> None:
+        self.session = session
+        self.repo = WebhookRepository(session)
+        self.clock = clock
+        self.allow_hosts = allow_hosts
+
+    async def create(
+        self, who: Principal, body: WebhookCreate, idempotency_key: str | None
+    ) -> JSONResponse | WebhookCreated:
+        try:
+            await resolve_check(body.url, self.allow_hosts, strict=False)
+        except UnsafeUrl as exc:
+            raise WebhookUrlRefused(
+                f"body.url: {exc}",
+                errors=[{"loc": ["body", "url"], "msg": str(exc), "type": "value_error"}],
+            ) from None
+        payload = body.model_dump(mode="json", exclude_unset=True)
+        async with idempotent(
+            self.session, who.tenant, "createWebhook", idempotency_key, payload
+        ) as idem:
+            if idem.replay is not None:
+                return idem.replay
+            now = self.clock()
+            sub = WebhookSubscription(
+                id=new_id(),
+                tenant=who.tenant,
+                url=body.url,
+                events=list(body.events),
+                secret=signing.new_secret(),
+                description=body.description,
+                created_at=now,
+                created_by=who.sub,
+            )
+            self.session.add(sub)
+            self._audit(who, sub, "webhook.created", now)
+            created = WebhookCreated(**to_read(sub).model_dump(), secret=sub.secret)
+            idem.remember(201, created.model_dump(mode="json"), f"/v1/webhooks/{sub.id}", at=now)
+            await self.session.commit()
+            return created
+
+    async def list_page(
+        self, who: Principal, limit: int, cursor: str | None
+    ) -> tuple[list[WebhookRead], str | None]:
+        rows = await self.repo.page(who.tenant, _cursor(cursor), limit + 1)
+        page = list(rows[:limit])
+        nxt = (
+            encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)])
+            if len(rows) > limit and page
+            else None
+        )
+        return [to_read(s) for s in page], nxt
+
+    async def _subscription(self, who: Principal, webhook_id: uuid.UUID) -> WebhookSubscription:
+        sub = await self.repo.get(who.tenant, webhook_id)
+        if sub is None:
+            raise WebhookNotFound(f"No webhook {webhook_id} in this tenant")
+        return sub
+
+    async def delete(self, who: Principal, webhook_id: uuid.UUID) -> None:
+        sub = await self._subscription(who, webhook_id)
+        now = self.clock()
+        self._audit(who, sub, "webhook.deleted", now)
+        if not await self.repo.delete(who.tenant, webhook_id):
+            raise WebhookNotFound(f"No webhook {webhook_id} in this tenant")
+        await self.session.commit()
+
+    async def ping(self, who: Principal, webhook_id: uuid.UUID) -> WebhookDeliveryRead:
+        """Queue a `webhook.ping` to this subscription only; the worker sends it (nothing is
+        sent from a request). The delivery's outcome shows in the deliveries list."""
+        sub = await self._subscription(who, webhook_id)
+        now = self.clock()
+        event = OutboxEvent(
+            tenant=who.tenant,
+            type=PING,
+            data={"webhook_id": str(sub.id)},
+            created_at=now,
+            dispatched_at=now,  # fanned out here, to this one subscription
+        )
+        self.session.add(event)
+        await self.session.flush()
+        delivery = WebhookDelivery(
+            id=new_id(),
+            tenant=who.tenant,
+            subscription_id=sub.id,
+            event_id=event.id,
+            event_type=PING,
+            status=DeliveryStatus.pending,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        self.session.add(delivery)
+        await self.session.flush()
+        read = delivery_read(delivery, [])
+        await self.session.commit()
+        return read
+
+    async def deliveries(
+        self,
+        who: Principal,
+        webhook_id: uuid.UUID,
+        status: DeliveryStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[WebhookDeliveryRead], str | None]:
+        await self._subscription(who, webhook_id)
+        rows = await self.repo.deliveries(webhook_id, status, _cursor(cursor), limit + 1)
+        page = list(rows[:limit])
+        attempts = await self.repo.attempts([d.id for d in page])
+        nxt = (
+            encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)])
+            if len(rows) > limit and page
+            else None
+        )
+        return [delivery_read(d, attempts[d.id]) for d in page], nxt
+
+    def _audit(self, who: Principal, sub: WebhookSubscription, action: str, at: datetime) -> None:
+        # The host only: a URL's path or query may carry a receiver's token.
+        data: dict[str, Any] = {"id": str(sub.id), "host": host_of(sub.url), "events": sub.events}
+        trail.record(
+            self.session,
+            tenant=who.tenant,
+            actor=who.sub,
+            action=action,
+            object_type="webhook",
+            object_id=sub.id,
+            data=data,
+            at=at,
+        )

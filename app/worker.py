@@ -1,0 +1,208 @@
+"""The worker loop: `python -m app worker`, and inside the server process in the embedded
+default (SQLite; `WORKER_IN_PROCESS`).
+
+Each round: seal the audit log, emit reminders, fan outbox events out to subscriptions,
+deliver what is due. Every phase is its own short transaction; a phase that fails is logged
+and the next round tries again. All state is in the database, so any number of workers may
+run (on PostgreSQL: advisory lock for the sealer, SKIP LOCKED for claims, unique keys for
+reminders and deliveries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.audit import chain
+from app.core.clock import Clock, utc_now
+from app.core.config import Settings
+from app.events.reminders import remind
+from app.webhooks import delivery
+from app.webhooks.models import DeliveryStatus
+
+log = logging.getLogger("app.worker")
+
+
+@dataclass(slots=True)
+class RoundStats:
+    sealed: int = 0
+    reminders: int = 0
+    dispatched: int = 0
+    attempted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.sealed or self.reminders or self.dispatched or self.attempted)
+
+
+class Worker:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: Callable[[], float] = random.random,
+        on_attempt: Callable[[DeliveryStatus], None] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng
+        self.on_attempt = on_attempt
+        self.allow = settings.webhook_allow_host_set
+        self.lease = timedelta(seconds=settings.webhook_timeout_seconds + 30)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=self.settings.webhook_timeout_seconds,
+                follow_redirects=False,  # a redirect could lead anywhere (SSRF)
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> Worker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _phase(
+        self, name: str, stats: RoundStats, fn: Callable[[AsyncSession], Awaitable[int]]
+    ) -> int:
+        try:
+            async with self.sessionmaker() as session:
+                return await fn(session)
+        except Exception as exc:
+            log.warning("worker phase failed", extra={"phase": name, "error": type(exc).__name__})
+            stats.errors.append(f"{name}: {type(exc).__name__}")
+            return 0
+
+    async def run_once(self, now: datetime | None = None) -> RoundStats:
+        """One round. `now` pins the time (tests); by default the clock."""
+        at = now or self.clock()
+        stats = RoundStats()
+        while True:
+            n = await self._phase("seal", stats, lambda s: chain.seal(s, at))
+            stats.sealed += n
+            if n < chain.SEAL_BATCH:
+                break
+        stats.reminders = await self._phase(
+            "remind",
+            stats,
+            lambda s: remind(
+                s,
+                at,
+                timedelta(days=self.settings.due_soon_days),
+                timedelta(hours=self.settings.breach_reminder_hours),
+            ),
+        )
+        while True:
+            n = await self._phase("fan_out", stats, lambda s: delivery.fan_out(s, at))
+            stats.dispatched += n
+            if n < delivery.FAN_OUT_BATCH:
+                break
+        await self._deliver(at, stats)
+        return stats
+
+    async def _deliver(self, now: datetime, stats: RoundStats) -> None:
+        claimed: list[delivery.Claimed] = []
+
+        async def take(session: AsyncSession) -> int:
+            claimed.extend(await delivery.claim(session, now, self.lease))
+            return len(claimed)
+
+        await self._phase("claim", stats, take)
+        if not claimed:
+            return
+        outcomes = await asyncio.gather(
+            *(delivery.send(self.client, item, now, self.allow) for item in claimed)
+        )
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            retry_in = delivery.backoff(
+                item.attempt,
+                self.settings.webhook_backoff_base_seconds,
+                self.settings.webhook_backoff_max_seconds,
+                self.rng,
+            )
+            status: list[DeliveryStatus] = []
+
+            async def store(
+                session: AsyncSession,
+                item: delivery.Claimed = item,
+                outcome: delivery.Outcome = outcome,
+                retry_in: timedelta = retry_in,
+                status: list[DeliveryStatus] = status,
+            ) -> int:
+                status.append(
+                    await delivery.record(
+                        session,
+                        item,
+                        outcome,
+                        now,
+                        max_attempts=self.settings.webhook_max_attempts,
+                        retry_in=retry_in,
+                    )
+                )
+                return 1
+
+            stats.attempted += await self._phase("record", stats, store)
+            if outcome.ok:
+                stats.succeeded += 1
+            else:
+                log.info(
+                    "webhook attempt failed",
+                    extra={
+                        "delivery_id": str(item.delivery_id),
+                        "tenant": item.tenant,
+                        "attempt": item.attempt,
+                        "status": outcome.status_code,
+                        "error": outcome.error,
+                    },
+                )
+            if status and status[0] == DeliveryStatus.failed:
+                stats.failed += 1
+            if status and self.on_attempt is not None:
+                self.on_attempt(status[0])
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Rounds until `stop` is set; a busy round is followed at once by the next."""
+        interval = self.settings.worker_interval_seconds
+        log.info("worker started", extra={"interval_s": interval})
+        try:
+            while not stop.is_set():
+                stats = await self.run_once()
+                if stats.busy and not stats.errors:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            await self.aclose()
+            log.info("worker stopped")

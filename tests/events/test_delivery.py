@@ -1,0 +1,232 @@
+"""Delivery: outbox → subscriptions → signed POSTs to a real receiver on 127.0.0.1, retries
+with backoff, failure after the limit, and two workers racing (each attempt exactly once)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from app.core.db import create_engine, create_sessionmaker
+from app.webhooks.models import WebhookAttempt
+from app.worker import Worker
+from tests.conftest import spotrak_body
+from tests.events.helpers import Receiver, now, subscribe, worker_for
+
+
+async def _policy(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    r = await client.post("/v1/policies", headers=auth, json=spotrak_body())
+    assert r.status_code == 201, r.text
+
+
+async def _dsar(client: httpx.AsyncClient, auth: dict[str, str], n: int = 0) -> dict[str, Any]:
+    r = await client.post(
+        "/v1/dsars",
+        headers=auth,
+        json={
+            "policy_key": "spotrak",
+            "type": "access",
+            "subject": {"id": f"user-{n}", "email": f"person{n}@example.com"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def test_events_are_delivered_signed_with_the_standard_headers_and_body(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await _policy(client, auth)
+    async with Receiver() as rx:
+        hook = await subscribe(
+            client, auth, rx.url, ["dsar.created", "dsar.status_changed", "consent.changed"]
+        )
+        ticket = await _dsar(client, auth)
+        r = await client.post(
+            f"/v1/dsars/{ticket['id']}/transitions", headers=auth, json={"to": "in_progress"}
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(
+            "/v1/consent-events",
+            headers=auth,
+            json={
+                "policy_key": "spotrak",
+                "subject_id": "user-0",
+                "purpose": "audience_cookies",
+                "action": "granted",
+            },
+        )
+        assert r.status_code == 201, r.text
+        async with worker_for(app) as worker:
+            stats = await worker.run_once()
+        assert stats.succeeded >= 3
+        assert len(rx.requests) == 3
+        for got in rx.requests:
+            assert got.verifies(hook["secret"]), got.headers
+            assert got.headers["content-type"] == "application/json"
+            assert got.headers["webhook-id"].startswith("msg_")
+            assert abs(int(got.headers["webhook-timestamp"]) - now().timestamp()) < 60
+            assert got.headers["webhook-signature"].startswith("v1,")
+            assert set(got.json()) == {"type", "timestamp", "data"}
+            # Ids, never the subject's identifier or e-mail.
+            assert b"user-0" not in got.body
+            assert b"example.com" not in got.body
+        types = [g.json()["type"] for g in rx.requests]
+        assert sorted(types) == ["consent.changed", "dsar.created", "dsar.status_changed"]
+        created = next(g.json() for g in rx.requests if g.json()["type"] == "dsar.created")
+        assert created["data"]["id"] == ticket["id"]
+        assert created["data"]["due_date"] == ticket["due_date"]
+        changed = next(g.json() for g in rx.requests if g.json()["type"] == "dsar.status_changed")
+        assert changed["data"]["from"] == "received"
+        assert changed["data"]["to"] == "in_progress"
+        consent = next(g.json() for g in rx.requests if g.json()["type"] == "consent.changed")
+        assert consent["data"]["state"] == "granted"
+        assert consent["data"]["purpose"] == "audience_cookies"
+        # A tampered body does not verify.
+        forged = rx.requests[0]
+        forged.body = forged.body.replace(b"}", b" }", 1)
+        assert not forged.verifies(hook["secret"])
+        # Nothing more to send.
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        assert len(rx.requests) == 3
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_unsubscribed_types_and_other_tenants_events_are_not_sent(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await _policy(client, auth)
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["breach.created"])
+        await _dsar(client, auth)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        assert rx.requests == []
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_a_failing_receiver_is_retried_with_backoff_then_succeeds(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await _policy(client, auth)
+    async with Receiver(statuses=[500, 503]) as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        await _dsar(client, auth)
+        t0 = now()
+        async with worker_for(app, rng=lambda: 0.0) as worker:
+            await worker.run_once(t0)
+            assert len(rx.requests) == 1
+            await worker.run_once(t0 + timedelta(seconds=5))  # not due yet: base 30 s times 0.5
+            assert len(rx.requests) == 1
+            await worker.run_once(t0 + timedelta(seconds=16))
+            assert len(rx.requests) == 2
+            await worker.run_once(t0 + timedelta(seconds=16 + 31))
+            assert len(rx.requests) == 3
+        assert len(set(rx.ids())) == 1  # the same webhook-id on every retry
+        r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+        [d] = r.json()["items"]
+        assert d["status"] == "succeeded"
+        assert d["attempt_count"] == 3
+        assert [a["status_code"] for a in d["attempts"]] == [500, 503, 200]
+        assert [a["attempt"] for a in d["attempts"]] == [1, 2, 3]
+        assert d["message_id"] == rx.ids()[0]
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_delivery_fails_for_good_after_the_attempt_limit(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await _policy(client, auth)
+    limit = app.state.settings.webhook_max_attempts
+    async with Receiver(default=500) as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        await _dsar(client, auth)
+        at = now()
+        async with worker_for(app) as worker:
+            for _ in range(limit + 2):
+                await worker.run_once(at)
+                at += timedelta(days=1)
+        assert len(rx.requests) == limit
+        r = await client.get(
+            f"/v1/webhooks/{hook['id']}/deliveries", headers=auth, params={"status": "failed"}
+        )
+        [d] = r.json()["items"]
+        assert d["attempt_count"] == limit
+        assert d["next_attempt_at"] is None
+        assert len(d["attempts"]) == limit
+        metrics = (await client.get("/metrics")).text
+        assert "webhook_delivery_failures" in metrics
+        assert "outbox_backlog" in metrics
+        assert "dsar_overdue_tickets" in metrics
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_an_unreachable_receiver_is_an_attempt_with_an_error(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await _policy(client, auth)
+    async with Receiver() as rx:
+        url = rx.url
+    hook = await subscribe(client, auth, url, ["dsar.created"])  # nobody listens any more
+    await _dsar(client, auth)
+    async with worker_for(app) as worker:
+        await worker.run_once()
+    r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+    [d] = r.json()["items"]
+    assert d["status"] == "pending"
+    assert d["attempts"][0]["status_code"] is None
+    assert d["attempts"][0]["error"].startswith("connection error")
+    await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_two_workers_racing_deliver_each_attempt_exactly_once(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI, database_url: str
+) -> None:
+    await _policy(client, auth)
+    engines = [create_engine(database_url) for _ in range(2)]
+    try:
+        async with Receiver(statuses=[500] * 4) as rx:
+            hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+            tickets = [await _dsar(client, auth, n) for n in range(12)]
+            workers = [
+                Worker(create_sessionmaker(e), app.state.settings, rng=lambda: 0.0) for e in engines
+            ]
+            at = now()
+            for _ in range(3):
+                await asyncio.gather(*(w.run_once(at) for w in workers))
+                at += timedelta(hours=1)
+            for w in workers:
+                await w.aclose()
+            # 12 events; 4 first attempts failed and were retried once each.
+            assert len(rx.requests) == 16
+            per_id = Counter(rx.ids())
+            assert len(per_id) == len(tickets)
+            assert sorted(per_id.values()) == [1] * 8 + [2] * 4
+            async with app.state.sessionmaker() as session:
+                attempts = await session.scalar(
+                    select(func.count())
+                    .select_from(WebhookAttempt)
+                    .where(WebhookAttempt.tenant == _tenant(auth, app))
+                )
+            assert attempts == 16
+            r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+            items = r.json()["items"]
+            assert len(items) == 12
+            assert all(d["status"] == "succeeded" for d in items)
+            assert sum(d["attempt_count"] for d in items) == 16
+            await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+def _tenant(auth: dict[str, str], app: FastAPI) -> str:
+    from app.core.security import verify_token
+
+    return verify_token(app.state.keys, auth["Authorization"].split()[1]).tenant

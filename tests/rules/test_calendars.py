@@ -1,0 +1,365 @@
+"""Working-day calendars and period arithmetic, checked against hand-typed statutory lists.
+
+The holiday lists below are typed from the statutes RULES.md §4 cites, not read from the
+`holidays` package, so a package or preset change that breaks a statute shows up here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.rules.calendars import WorkCalendar, calendar_for
+from app.rules.periods import Period, add_period, add_to_date, end_of_local_day
+from tests.rules.helpers import resolved
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def cal(regime: str, **extra: Any) -> WorkCalendar:
+    return calendar_for(resolved(regime, **extra)["jurisdiction"]["calendar"])
+
+
+def holidays_in(calendar: WorkCalendar, year: int) -> set[date]:
+    start = date(year, 1, 1)
+    days = (start + timedelta(days=i) for i in range(366))
+    return {d for d in days if d.year == year and calendar.is_holiday(d)}
+
+
+# Code du travail L3133-1, 2026 (Easter 5 April 2026).
+FR_2026 = {
+    date(2026, 1, 1),
+    date(2026, 4, 6),
+    date(2026, 5, 1),
+    date(2026, 5, 8),
+    date(2026, 5, 14),
+    date(2026, 5, 25),
+    date(2026, 7, 14),
+    date(2026, 8, 15),
+    date(2026, 11, 1),
+    date(2026, 11, 11),
+    date(2026, 12, 25),
+}
+# Loi d'interprétation (CQLR c. I-16) s.61(23), 2027 (Sundays aside): 1 Jan, Good Friday,
+# Easter Monday, Patriots' Day (Monday before 25 May), 24 June, 1 July, Labour Day,
+# Thanksgiving (2nd Monday of October), 25 December. No substitute days in 2027.
+QC_2027 = {
+    date(2027, 1, 1),
+    date(2027, 3, 26),
+    date(2027, 3, 29),
+    date(2027, 5, 24),
+    date(2027, 6, 24),
+    date(2027, 7, 1),
+    date(2027, 9, 6),
+    date(2027, 10, 11),
+    date(2027, 12, 25),
+}
+# gov.uk bank holidays, England and Wales, 2027 (substitute days 27 and 28 December).
+ENG_2027 = {
+    date(2027, 1, 1),
+    date(2027, 3, 26),
+    date(2027, 3, 29),
+    date(2027, 5, 3),
+    date(2027, 5, 31),
+    date(2027, 8, 30),
+    date(2027, 12, 25),
+    date(2027, 12, 26),
+    date(2027, 12, 27),
+    date(2027, 12, 28),
+}
+
+
+@pytest.mark.parametrize(
+    ("regime", "year", "expected"),
+    [
+        pytest.param("gdpr", 2026, FR_2026, id="FR-code-du-travail-L3133-1-eleven-days"),
+        pytest.param("quebec_law25", 2027, QC_2027, id="Quebec-I16-s61(23)-jours-feries"),
+        pytest.param("uk_gdpr", 2027, ENG_2027, id="gov-uk-bank-holidays-england-substitutes"),
+    ],
+)
+def test_calendar_matches_the_statutory_list(regime: str, year: int, expected: set[date]) -> None:
+    assert holidays_in(cal(regime), year) == expected
+
+
+def test_quebec_2_july_is_a_holiday_only_when_canada_day_is_a_sunday() -> None:
+    quebec = cal("quebec_law25")
+    assert date(2029, 7, 1).weekday() == 6
+    assert quebec.is_holiday(date(2029, 7, 2))
+    assert not quebec.is_holiday(date(2027, 7, 2))
+    # 24 June 2029 is also a Sunday, but I-16 has no substitute for it (the 25 June day off
+    # of the Fête nationale Act is a labour rule, not a jour férié)
+    assert not quebec.is_holiday(date(2029, 6, 25))
+
+
+def test_ccpa_business_days_use_the_federal_calendar_rules_6_6() -> None:
+    """RULES §6.6: 15 business days from 20 Nov 2026 are 14 Dec (federal) vs 15 Dec (with
+    California's day after Thanksgiving). The preset takes the earlier, federal date."""
+    federal = cal("ccpa_cpra")
+    california = calendar_for(
+        {**resolved("ccpa_cpra")["jurisdiction"]["calendar"], "subdivision": "CA"}
+    )
+    assert federal.add_business_days(date(2026, 11, 20), 15)[0] == date(2026, 12, 14)
+    assert california.add_business_days(date(2026, 11, 20), 15)[0] == date(2026, 12, 15)
+    assert not federal.is_holiday(date(2026, 11, 27))
+    assert california.is_holiday(date(2026, 11, 27))
+
+
+def test_ccpa_calendar_never_rolls() -> None:
+    ccpa = cal("ccpa_cpra")
+    for d in (date(2027, 1, 9), date(2027, 1, 10), date(2026, 12, 25)):
+        assert ccpa.why_not_working(d) is None
+        assert ccpa.roll_forward(d) == d
+
+
+@pytest.mark.parametrize(
+    ("regime", "day", "reason", "rolled"),
+    [
+        # Interpretation Act (Canada) s.26/s.35: Sundays and holidays roll, Saturdays do not.
+        pytest.param(
+            "pipeda",
+            date(2027, 1, 30),
+            None,
+            date(2027, 1, 30),
+            id="PIPEDA-interpretation-act-saturday-stands",
+        ),
+        pytest.param(
+            "pipeda",
+            date(2027, 1, 31),
+            "a Sunday",
+            date(2027, 2, 1),
+            id="PIPEDA-interpretation-act-sunday-rolls",
+        ),
+        pytest.param(
+            "pipeda",
+            date(2028, 7, 1),
+            "a public holiday (Canada Day)",
+            date(2028, 7, 3),
+            id="PIPEDA-canada-day-on-saturday-rolls-past-sunday",
+        ),
+        pytest.param(
+            "quebec_law25",
+            date(2027, 6, 26),
+            None,
+            date(2027, 6, 26),
+            id="Quebec-I16-s52-saturday-is-not-ferie",
+        ),
+        # Reg. 1182/71 Art. 3(4): Saturday, Sunday and public holidays all roll.
+        pytest.param(
+            "gdpr",
+            date(2026, 8, 15),
+            "a public holiday (Assumption Day)",
+            date(2026, 8, 17),
+            id="Reg1182-71-art3(4)-holiday-on-saturday",
+        ),
+        pytest.param(
+            "gdpr",
+            date(2026, 10, 3),
+            "a Saturday",
+            date(2026, 10, 5),
+            id="Reg1182-71-art3(4)-saturday-rolls",
+        ),
+        # Código Civil art. 132: Carnival is ponto facultativo, not a feriado.
+        pytest.param(
+            "lgpd",
+            date(2027, 2, 9),
+            None,
+            date(2027, 2, 9),
+            id="LGPD-carnival-tuesday-is-not-a-holiday",
+        ),
+        pytest.param(
+            "lgpd",
+            date(2027, 4, 21),
+            "a public holiday (Tiradentes' Day)",
+            date(2027, 4, 22),
+            id="LGPD-tiradentes-rolls",
+        ),
+    ],
+)
+def test_roll_forward_follows_the_regime(
+    regime: str, day: date, reason: str | None, rolled: date
+) -> None:
+    calendar = cal(regime)
+    assert calendar.why_not_working(day) == reason
+    assert calendar.roll_forward(day) == rolled
+
+
+def test_brazil_counts_carnival_and_ash_wednesday_as_business_days() -> None:
+    brazil = cal("lgpd")
+    for d in (date(2027, 2, 8), date(2027, 2, 9), date(2027, 2, 10), date(2027, 5, 27)):
+        assert brazil.is_business_day(d), d
+    end, skipped = brazil.add_business_days(date(2026, 4, 17), 3)
+    assert end == date(2026, 4, 23)
+    assert [d for d, _ in skipped] == [date(2026, 4, 21)]
+
+
+def test_morocco_calendar_add_and_remove_move_a_moon_sighted_holiday() -> None:
+    estimated = cal("morocco_09_08")
+    sighted = cal("morocco_09_08", calendar={"add": ["2027-03-11"], "remove": ["2027-03-09"]})
+    assert estimated.is_holiday(date(2027, 3, 9))
+    assert not estimated.is_holiday(date(2027, 3, 11))
+    assert not sighted.is_holiday(date(2027, 3, 9))
+    assert sighted.is_holiday(date(2027, 3, 10))
+    assert sighted.holiday_name(date(2027, 3, 11)) == "holiday added by the policy"
+    # the adjustment belongs to that policy only: the shared preset calendar is untouched
+    assert estimated is not sighted
+    assert estimated.is_holiday(date(2027, 3, 9))
+
+
+def test_bc_business_days_skip_bc_day_and_family_day() -> None:
+    bc = cal("bc_pipa")
+    end, skipped = bc.add_business_days(date(2026, 7, 20), 30)
+    assert end == date(2026, 9, 1)
+    assert [name for _, name in skipped] == ["British Columbia Day"]
+    end, skipped = bc.add_business_days(date(2026, 1, 26), 30)
+    assert end == date(2026, 3, 10)
+    assert [name for _, name in skipped] == ["Family Day"]
+
+
+def test_business_days_cross_the_new_year() -> None:
+    france = cal("gdpr")
+    # Thu 24 Dec 2026: (25 Christmas) 28, 29, 30, 31, (1 Jan) 4 Jan 2027
+    end, skipped = france.add_business_days(date(2026, 12, 24), 5)
+    assert end == date(2027, 1, 4)
+    assert [d for d, _ in skipped] == [date(2026, 12, 25), date(2027, 1, 1)]
+
+
+def test_calendars_are_cached_per_specification() -> None:
+    spec = resolved("gdpr")["jurisdiction"]["calendar"]
+    assert calendar_for(spec) is calendar_for(dict(spec))
+
+
+# ---- period arithmetic ---------------------------------------------------------------------
+
+MONTH_CASES = [
+    # Reg. 1182/71 Art. 3(2)(c) / ICO: the corresponding day, else the month's last day.
+    pytest.param(
+        date(2027, 1, 31),
+        Period(1, "months"),
+        date(2027, 2, 28),
+        True,
+        id="ICO-31-january-to-28-february",
+    ),
+    pytest.param(
+        date(2028, 1, 31),
+        Period(1, "months"),
+        date(2028, 2, 29),
+        True,
+        id="ICO-31-january-to-29-february-leap",
+    ),
+    pytest.param(
+        date(2027, 3, 31),
+        Period(1, "months"),
+        date(2027, 4, 30),
+        True,
+        id="ICO-31-march-to-30-april",
+    ),
+    pytest.param(
+        date(2026, 9, 3),
+        Period(1, "months"),
+        date(2026, 10, 3),
+        False,
+        id="ICO-3-september-to-3-october",
+    ),
+    pytest.param(
+        date(2027, 1, 31),
+        Period(3, "months"),
+        date(2027, 4, 30),
+        True,
+        id="ICO-extension-three-months-from-31-january",
+    ),
+    pytest.param(
+        date(2028, 2, 29),
+        Period(1, "years"),
+        date(2029, 2, 28),
+        True,
+        id="Reg1182-71-art3(2)(c)-29-february-plus-one-year",
+    ),
+    pytest.param(
+        date(2026, 12, 31),
+        Period(2, "months"),
+        date(2027, 2, 28),
+        True,
+        id="Reg1182-71-months-across-the-year-end",
+    ),
+    pytest.param(
+        date(2027, 1, 1),
+        Period(30, "days"),
+        date(2027, 1, 31),
+        False,
+        id="Reg1182-71-art3(1)-30-days-from-1-january",
+    ),
+    pytest.param(date(2027, 1, 1), Period(2, "weeks"), date(2027, 1, 15), False, id="two-weeks"),
+    pytest.param(
+        date(2027, 1, 1),
+        Period(0, "months"),
+        date(2027, 1, 1),
+        False,
+        id="zero-is-the-start-itself",
+    ),
+]
+
+
+@pytest.mark.parametrize(("start", "period", "end", "clamped"), MONTH_CASES)
+def test_add_to_date(start: date, period: Period, end: date, clamped: bool) -> None:
+    counted = add_to_date(start, period)
+    assert counted.end == end
+    assert counted.clamped is clamped
+
+
+def test_business_days_need_a_calendar() -> None:
+    with pytest.raises(ValueError, match="calendar"):
+        add_to_date(date(2027, 1, 1), Period(3, "business_days"))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [({"value": -1, "unit": "days"}, "negative"), ({"value": 1, "unit": "fortnights"}, "unit")],
+)
+def test_bad_periods_are_refused(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Period.of(data)
+
+
+def test_hours_are_counted_on_the_utc_timeline_across_dst() -> None:
+    # 28 March 2026 12:00 CET + 24 h crosses the 29 March change: 13:00 CEST locally.
+    start = datetime(2026, 3, 28, 12, tzinfo=PARIS)
+    end = add_period(start, Period(24, "hours"), "Europe/Paris")
+    assert end == datetime(2026, 3, 29, 11, tzinfo=UTC)
+    assert end.astimezone(PARIS).hour == 13
+
+
+def test_months_keep_the_local_wall_clock_across_dst() -> None:
+    # 13 months of consent granted at 10:15 in Paris in winter lapse at 10:15 in Paris in
+    # summer: 09:15Z → 08:15Z.
+    start = datetime(2026, 1, 31, 10, 15, tzinfo=PARIS)
+    end = add_period(start, Period(13, "months"), "Europe/Paris")
+    assert end == datetime(2027, 2, 28, 9, 15, tzinfo=UTC)
+    summer = add_period(start, Period(6, "months"), "Europe/Paris")
+    assert summer == datetime(2026, 7, 31, 8, 15, tzinfo=UTC)
+
+
+def test_a_wall_time_in_the_spring_gap_lands_just_after_it() -> None:
+    # 02:30 does not exist in Paris on 29 March 2026; read with the winter offset it is
+    # 01:30Z = 03:30 CEST.
+    start = datetime(2026, 3, 28, 2, 30, tzinfo=PARIS)
+    end = add_period(start, Period(1, "days"), "Europe/Paris")
+    assert end == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("tz", "day", "expected"),
+    [
+        ("Europe/Paris", date(2027, 3, 1), "2027-03-01T22:59:59.999999+00:00"),
+        ("Europe/Paris", date(2027, 7, 15), "2027-07-15T21:59:59.999999+00:00"),
+        ("Europe/London", date(2027, 3, 1), "2027-03-01T23:59:59.999999+00:00"),
+        ("America/Los_Angeles", date(2027, 1, 9), "2027-01-10T07:59:59.999999+00:00"),
+        # the DST days themselves: the offset in force at the end of the day
+        ("Europe/Paris", date(2026, 3, 29), "2026-03-29T21:59:59.999999+00:00"),
+        ("Europe/Paris", date(2026, 10, 25), "2026-10-25T22:59:59.999999+00:00"),
+    ],
+)
+def test_end_of_local_day(tz: str, day: date, expected: str) -> None:
+    assert end_of_local_day(day, ZoneInfo(tz)).isoformat() == expected

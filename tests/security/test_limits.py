@@ -1,0 +1,188 @@
+"""Limits (issue 8, item 4): bounded schemas, list limits, the write rate limit, the request
+deadline, the database statement timeout and a database that is away — each answered with a
+documented problem, never a hang or a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+
+from app.__main__ import openapi_document
+from app.main import create_app
+from tests.conftest import auth_headers, make_settings, spotrak_body
+
+
+def _unbounded(doc: dict[str, Any]) -> list[str]:
+    """Every string, array and map a caller can send, without an upper bound."""
+    comps = doc["components"]["schemas"]
+    seen: set[str] = set()
+    found: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, f"{where}[{i}]")
+            return
+        if not isinstance(node, dict):
+            return
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[1]
+            if name not in seen:
+                seen.add(name)
+                walk(comps[name], name)
+            return
+        kind = node.get("type")
+        bounded_format = node.get("format") in ("date-time", "date", "uuid")
+        if (
+            kind == "string"
+            and not bounded_format
+            and not {"maxLength", "enum", "const"} & set(node)
+        ):
+            found.append(f"{where}: string without maxLength")
+        if kind == "array" and "maxItems" not in node:
+            found.append(f"{where}: array without maxItems")
+        if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+            if "maxProperties" not in node:
+                found.append(f"{where}: map without maxProperties")
+        for key, child in node.items():
+            walk(child, f"{where}.{key}")
+
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for param in op.get("parameters", []):
+                walk(param.get("schema", {}), f"{method.upper()} {path} ?{param['name']}")
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                walk(media.get("schema", {}), f"{method.upper()} {path} body")
+    return found
+
+
+def test_every_input_string_array_and_map_is_bounded() -> None:
+    assert _unbounded(openapi_document()) == []
+
+
+def test_limits_are_documented_on_every_operation() -> None:
+    doc = openapi_document()
+    for path, item in doc["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in item.items():
+            for code in ("400", "413", "422", "429", "503"):
+                assert code in op["responses"], (method, path, code)
+            assert "Retry-After" in op["responses"]["429"]["headers"]
+
+
+async def test_every_list_refuses_a_limit_over_500(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    doc = openapi_document()
+    lists = [
+        path
+        for path, item in doc["paths"].items()
+        if "get" in item and any(p["name"] == "limit" for p in item["get"].get("parameters", []))
+    ]
+    assert len(lists) >= 4
+    for path in lists:
+        url = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{key}", "x-y-z")
+        r = await client.get(url, headers=auth, params={"limit": 501})
+        assert r.status_code == 422, (path, r.status_code)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["loc"] == ["query", "limit"]
+
+
+@pytest.fixture
+async def limited(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(database_url, rate_limit_writes=3))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            yield c
+
+
+async def test_writes_over_the_tenant_rate_are_429_with_retry_after(
+    limited: httpx.AsyncClient, tenant: str
+) -> None:
+    a, other = auth_headers(tenant), auth_headers(tenant + "-b")
+    statuses = []
+    for i in range(4):
+        r = await limited.post("/v1/policies", headers=a, json=spotrak_body(f"pol-{i}"))
+        statuses.append(r.status_code)
+    assert statuses == [201, 201, 201, 429]
+    assert r.headers["content-type"] == "application/problem+json"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert r.json()["code"] == "rate_limited"
+    # reads are not limited, and the limit is per tenant
+    assert (await limited.get("/v1/policies", headers=a)).status_code == 200
+    r = await limited.post("/v1/policies", headers=other, json=spotrak_body())
+    assert r.status_code == 201
+
+
+async def test_a_request_past_its_deadline_is_a_503_problem(database_url: str) -> None:
+    app = create_app(make_settings(database_url, request_timeout_seconds=0.2))
+
+    @app.get("/slow")
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            started = time.monotonic()
+            r = await c.get("/slow")
+    assert time.monotonic() - started < 2
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "request_timeout"
+
+
+async def test_statement_timeout_is_set_and_a_runaway_query_is_a_503(
+    database_url: str, backend: str
+) -> None:
+    if backend != "postgresql":
+        # SQLite has no server to cancel a statement; its bound is the lock wait
+        app = create_app(make_settings(database_url))
+        async with LifespanManager(app), app.state.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 30000
+        return
+    app = create_app(make_settings(database_url, statement_timeout_ms=300))
+
+    @app.get("/runaway")
+    async def runaway() -> None:
+        async with app.state.sessionmaker() as session:
+            await session.execute(text("SELECT pg_sleep(3)"))
+
+    async with LifespanManager(app):
+        async with app.state.engine.connect() as conn:
+            assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "300ms"
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            started = time.monotonic()
+            r = await c.get("/runaway")
+    assert time.monotonic() - started < 2.5
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_database_that_is_away_gives_503_problems_fast(tenant: str) -> None:
+    # nothing listens on port 1: the connection is refused at once
+    url = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
+    app = create_app(make_settings(url))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            started = time.monotonic()
+            ready = await c.get("/readyz")
+            write = await c.post("/v1/policies", headers=auth_headers(tenant), json=spotrak_body())
+            health = await c.get("/healthz")
+    assert time.monotonic() - started < 12
+    assert ready.status_code == 503
+    assert write.status_code == 503
+    assert write.headers["content-type"] == "application/problem+json"
+    assert write.json()["code"] == "database_unavailable"
+    assert health.status_code == 200
