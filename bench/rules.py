@@ -7,6 +7,8 @@
   end, last activity), records whose trigger event has not happened, and a few unknown
   categories. Target (issue 3): >= 500,000 records/s.
 * `dsar_deadlines` calls/s across the seed regimes, types and instants.
+* the same retention evaluation through the API: 1,000,000 records in calls of 10,000 to a
+  real server (uvicorn, one worker, SQLite). Target (issue 3): >= 50,000 records/s.
 
 Each figure is printed with a ratio against a reference measured in the same run on the same
 machine, so the numbers travel between machines: for retention, a bare loop that builds the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import random
 import sys
 import time
@@ -239,14 +242,101 @@ def bench_dsar(n: int) -> None:
     print(f"  ratio rules/reference: {rate / ref_rate:.4f}")
 
 
+API_TARGET = 50_000
+
+
+def bench_api(n: int, batch: int = 10_000) -> None:
+    """`POST /v1/policies/{key}/retention` in batches of 10,000 through a real server: uvicorn,
+    one worker, on the embedded SQLite default, JSON in and out over loopback."""
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    from app.core.security import KeyConfig, mint_token
+    from bench.consent_load import start_server, wait_up
+
+    secret = "bench-rules-" + "z" * 40
+    tmp = Path(tempfile.mkdtemp(prefix="rules-bench-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+        "AUTH_SECRET": secret,
+        "APP_ENV": "dev",
+        "LOG_LEVEL": "WARNING",
+    }
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [str(root / ".venv/bin/alembic"), "upgrade", "heads"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    port = 8131
+    proc = start_server("app.main:app", port, env, tmp)
+    keys = KeyConfig("HS256", secret, secret, None, None, None)
+    token = mint_token(keys, tenant="bench", scopes=["policies:read", "policies:write"])
+    records = make_records(batch)
+    body = json.dumps(
+        {
+            "records": [
+                {
+                    **r,
+                    "collected_at": r["collected_at"].isoformat(),
+                    **(
+                        {"events": {k: v.isoformat() for k, v in r["events"].items()}}
+                        if "events" in r
+                        else {}
+                    ),
+                }
+                for r in records
+            ]
+        }
+    )
+
+    async def run() -> float:
+        base = f"http://127.0.0.1:{port}"
+        await wait_up(base + "/healthz")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+            r = await client.post("/v1/policies", content=json.dumps(POLICY))
+            r.raise_for_status()
+            for _ in range(2):  # warm-up
+                (await client.post("/v1/policies/bench/retention", content=body)).raise_for_status()
+            calls = max(1, n // batch)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                r = await client.post("/v1/policies/bench/retention", content=body)
+                r.raise_for_status()
+            elapsed = time.perf_counter() - t0
+            assert len(r.json()["results"]) == batch
+            return calls * batch / elapsed
+
+    try:
+        rate = asyncio.run(run())
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    verdict = "meets" if rate >= API_TARGET else "BELOW"
+    print(f"POST /v1/policies/{{key}}/retention, batches of {batch:,}: {rate:,.0f} records/s")
+    print(f"  issue 3 target >= {API_TARGET:,} records/s: {verdict} ({rate / API_TARGET:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--dsar", type=int, default=20_000)
+    parser.add_argument("--api-records", type=int, default=1_000_000)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}")
     bench_retention(args.records)
     bench_dsar(args.dsar)
+    if args.api_records:
+        bench_api(args.api_records)
 
 
 if __name__ == "__main__":
