@@ -42,6 +42,7 @@ from app.core.idempotency import idempotent
 from app.core.ids import new_id as new_event_id
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.security import Principal
+from app.policies.cache import VersionSnapshot
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService, UnknownPolicy
@@ -141,7 +142,7 @@ class ConsentService:
 
     def _events_for(
         self,
-        pv: PolicyVersion,
+        pv: VersionSnapshot | PolicyVersion,
         body: ConsentEventIn,
         occurred_at: datetime,
         gpc: bool,

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.policies.cache import VersionSnapshot
 from app.policies.models import Policy, PolicyVersion
 
 
@@ -52,6 +53,21 @@ class PolicyRepository:
         if after_version is not None:
             stmt = stmt.where(PolicyVersion.version > after_version)
         return (await self.session.scalars(stmt.order_by(PolicyVersion.version).limit(limit))).all()
+
+    async def snapshots(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...]:
+        """Every version of a policy, oldest first, without the declared configuration."""
+        rows = await self.session.execute(
+            select(
+                PolicyVersion.policy_key,
+                PolicyVersion.version,
+                PolicyVersion.effective_at,
+                PolicyVersion.published_at,
+                PolicyVersion.resolved,
+            )
+            .where(PolicyVersion.tenant == tenant, PolicyVersion.policy_key == key)
+            .order_by(PolicyVersion.version)
+        )
+        return tuple(VersionSnapshot(*row) for row in rows)
 
     async def version_at(self, tenant: str, key: str, at: datetime) -> PolicyVersion | None:
         """The version governing instant `at`: the newest one in effect by then, else version 1

@@ -19,6 +19,7 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.security import Principal
+from app.policies.cache import VERSIONS, VersionSnapshot, in_force
 from app.policies.models import Policy, PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.schemas import (
@@ -226,6 +227,7 @@ class PolicyService:
         await self.session.flush()
         in_force = version.effective_at <= now
         await self.session.commit()
+        VERSIONS.invalidate(who.tenant, key)
         return to_read(version, in_force=in_force)
 
     async def _policy(self, who: Principal, key: str) -> Policy:
@@ -274,9 +276,14 @@ class PolicyService:
         current = await self.repo.version_at(who.tenant, key, self.clock())
         return to_read(found, in_force=current is not None and current.version == number)
 
-    async def version_at(self, tenant: str, key: str, at: datetime) -> PolicyVersion:
-        """For the other domains: the version governing an instant, or 422 if no such policy."""
-        found = await self.repo.version_at(tenant, key, at)
+    async def version_at(self, tenant: str, key: str, at: datetime) -> VersionSnapshot:
+        """For the other domains: the version governing an instant, or 422 if no such policy.
+        Served from the process's version cache (app/policies/cache.py)."""
+        versions = VERSIONS.get(tenant, key)
+        if versions is None:
+            versions = await self.repo.snapshots(tenant, key)
+            VERSIONS.put(tenant, key, versions)
+        found = in_force(versions, at)
         if found is None:
             raise UnknownPolicy(f"No policy '{key}' in this tenant", field="policy_key")
         return found

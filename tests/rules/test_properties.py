@@ -338,8 +338,9 @@ def test_retention_one_result_per_record_in_order(regime: str, batch: list[dict[
                 assert result["state"] == "not_started"
                 assert result["expires_at"] is None
             else:
-                # keep_for 0: the trigger instant itself
-                assert result["expires_at"] == trigger
+                # keep_for 0: the trigger instant itself (compared in UTC: PEP 495 makes an
+                # ambiguous local time unequal to any other zone's datetime, same instant or not)
+                assert result["expires_at"] == trigger.astimezone(UTC)
         elif record["category"] == "hours":
             assert result["expires_at"] == record["collected_at"] + timedelta(hours=36) or (
                 result["expires_at"] - record["collected_at"] == timedelta(hours=36)

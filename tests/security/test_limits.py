@@ -48,9 +48,9 @@ def _unbounded(doc: dict[str, Any]) -> list[str]:
             found.append(f"{where}: string without maxLength")
         if kind == "array" and "maxItems" not in node:
             found.append(f"{where}: array without maxItems")
-        if kind == "object" and isinstance(node.get("additionalProperties"), dict):
-            if "maxProperties" not in node:
-                found.append(f"{where}: map without maxProperties")
+        is_map = kind == "object" and isinstance(node.get("additionalProperties"), dict)
+        if is_map and "maxProperties" not in node:
+            found.append(f"{where}: map without maxProperties")
         for key, child in node.items():
             walk(child, f"{where}.{key}")
 

@@ -1,0 +1,77 @@
+"""A process-wide cache of policy versions, for the write paths of the other domains.
+
+Every DSAR, consent event and breach records the policy version in force at its own instant;
+looking that up used to cost a query (and decoding the resolved rules) on every write.
+Versions are immutable and only ever added, so a policy's version list is cached for a short
+time and dropped at once when this process publishes a version. Another process's
+publication is seen within `TTL_SECONDS` — a version only governs from its `effective_at`
+(publication + change notice), so the window matters only for a version published with no
+notice at all, for requests arriving in the same second or two.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+TTL_SECONDS = 2.0
+MAX_POLICIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSnapshot:
+    """What a write needs of a policy version (read-only; never attached to a session)."""
+
+    policy_key: str
+    version: int
+    effective_at: datetime
+    published_at: datetime
+    resolved: dict[str, Any]
+
+
+def in_force(versions: Sequence[VersionSnapshot], at: datetime) -> VersionSnapshot | None:
+    """The newest version in effect at `at`, else version 1 (which also governs every earlier
+    instant). `versions` is sorted by version."""
+    for snapshot in reversed(versions):
+        if snapshot.effective_at <= at:
+            return snapshot
+    return versions[0] if versions else None
+
+
+class PolicyVersionCache:
+    def __init__(self, ttl: float = TTL_SECONDS, max_policies: int = MAX_POLICIES) -> None:
+        self.ttl = ttl
+        self.max_policies = max_policies
+        self._entries: OrderedDict[tuple[str, str], tuple[float, tuple[VersionSnapshot, ...]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...] | None:
+        with self._lock:
+            entry = self._entries.get((tenant, key))
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            self._entries.move_to_end((tenant, key))
+            return entry[1]
+
+    def put(self, tenant: str, key: str, versions: Sequence[VersionSnapshot]) -> None:
+        if not versions:
+            return  # an unknown policy is never cached: its creation must show at once
+        with self._lock:
+            self._entries[(tenant, key)] = (time.monotonic() + self.ttl, tuple(versions))
+            self._entries.move_to_end((tenant, key))
+            while len(self._entries) > self.max_policies:
+                self._entries.popitem(last=False)
+
+    def invalidate(self, tenant: str, key: str) -> None:
+        with self._lock:
+            self._entries.pop((tenant, key), None)
+
+
+VERSIONS = PolicyVersionCache()
