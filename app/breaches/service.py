@@ -15,7 +15,6 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.audit import trail
 from app.breaches.models import (
@@ -31,10 +30,11 @@ from app.breaches.models import (
 from app.breaches.repository import BreachRepository, not_overdue_filter, overdue_filter
 from app.breaches.schemas import BreachCreate, BreachPatch, BreachRead, NotificationIn
 from app.core.clock import Clock
-from app.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.security import Principal
+from app.core.versioning import check_version, parse_if_match, retry_stale
 from app.events.outbox import emit, iso
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
@@ -46,7 +46,6 @@ from app.rules.periods import Period, add_period, zone
 
 # A client's clock may run a little ahead of ours: "now" from a script is not "the future".
 CLOCK_SKEW = timedelta(minutes=1)
-MAX_RETRIES = 3
 AUDIENCES: tuple[Audience, ...] = (Audience.authority, Audience.subjects, Audience.controller)
 # The duty columns a risk re-assessment may change (listed in the history entry).
 DUTY_FIELDS = tuple(
@@ -82,27 +81,11 @@ class AudienceNotApplicable(Unprocessable):
     code = "breach_audience_not_applicable"
 
 
-class VersionMismatch(PreconditionFailed):
-    code = "version_mismatch"
-
-
 def invalid(loc: list[str | int], msg: str) -> BreachInvalid:
     return BreachInvalid(
         f"{'.'.join(str(p) for p in loc)}: {msg}",
         errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
     )
-
-
-def parse_if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
-        raise VersionMismatch('If-Match must be the incident\'s version, e.g. "3"')
-    return int(text)
 
 
 def _required(incident: BreachIncident, audience: Audience) -> bool:
@@ -436,15 +419,13 @@ class BreachService:
     async def update(
         self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, if_match: str | None
     ) -> BreachRead:
-        expected = parse_if_match(if_match)
-        for attempt in range(MAX_RETRIES):
-            try:
-                return await self._update_once(who, incident_id, body, expected)
-            except StaleDataError:
-                await self.session.rollback()
-                if expected is not None or attempt == MAX_RETRIES - 1:
-                    raise VersionMismatch("The incident changed meanwhile; read it again") from None
-        raise AssertionError("unreachable")
+        expected = parse_if_match(if_match, "incident")
+        return await retry_stale(
+            self.session,
+            expected,
+            "incident",
+            lambda: self._update_once(who, incident_id, body, expected),
+        )
 
     async def _update_once(
         self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, expected: int | None
@@ -543,15 +524,13 @@ class BreachService:
         if_match: str | None,
         idempotency_key: str | None,
     ) -> JSONResponse | BreachRead:
-        expected = parse_if_match(if_match)
-        for attempt in range(MAX_RETRIES):
-            try:
-                return await self._notify_once(who, incident_id, body, expected, idempotency_key)
-            except StaleDataError:
-                await self.session.rollback()
-                if expected is not None or attempt == MAX_RETRIES - 1:
-                    raise VersionMismatch("The incident changed meanwhile; read it again") from None
-        raise AssertionError("unreachable")
+        expected = parse_if_match(if_match, "incident")
+        return await retry_stale(
+            self.session,
+            expected,
+            "incident",
+            lambda: self._notify_once(who, incident_id, body, expected, idempotency_key),
+        )
 
     async def _notify_once(
         self,
@@ -664,11 +643,7 @@ class BreachService:
 
     @staticmethod
     def _check_version(incident: BreachIncident, expected: int | None) -> None:
-        if expected is not None and incident.version != expected:
-            raise VersionMismatch(
-                f"The incident is at version {incident.version}, not {expected}",
-                current_version=incident.version,
-            )
+        check_version(incident.version, expected, "incident")
 
     def _audit(
         self,

@@ -14,15 +14,15 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.audit import trail
 from app.core.clock import Clock
-from app.core.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.security import Principal
+from app.core.versioning import check_version, parse_if_match, retry_stale
 from app.dsar.models import (
     NO_DUE_SORT,
     OPEN_STATUSES,
@@ -40,7 +40,6 @@ from app.policies.service import PolicyService
 from app.rules.deadlines import DsarDeadlines, dsar_deadlines
 
 CLOCK_SKEW = timedelta(seconds=5)
-MAX_RETRIES = 3
 
 
 class DsarNotFound(NotFound):
@@ -77,10 +76,6 @@ class ExtensionTooLate(Conflict):
 
 class DsarClosed(Conflict):
     code = "dsar_closed"
-
-
-class VersionMismatch(PreconditionFailed):
-    code = "version_mismatch"
 
 
 def invalid(loc: list[str | int], msg: str) -> DsarInvalid:
@@ -141,18 +136,6 @@ def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
             "version": ticket.version,
         }
     )
-
-
-def parse_if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
-        raise VersionMismatch('If-Match must be the ticket\'s version, e.g. "3"')
-    return int(text)
 
 
 def _apply_deadlines(ticket: DsarTicket, dl: DsarDeadlines, *, extended: bool) -> None:
@@ -270,26 +253,20 @@ class DsarService:
     async def transition(
         self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, if_match: str | None
     ) -> DsarRead:
-        expected = parse_if_match(if_match)
-        for attempt in range(MAX_RETRIES):
-            try:
-                return await self._transition_once(who, ticket_id, body, expected)
-            except StaleDataError:
-                await self.session.rollback()
-                if expected is not None or attempt == MAX_RETRIES - 1:
-                    raise VersionMismatch("The ticket changed meanwhile; read it again") from None
-        raise AssertionError("unreachable")
+        expected = parse_if_match(if_match, "ticket")
+        return await retry_stale(
+            self.session,
+            expected,
+            "ticket",
+            lambda: self._transition_once(who, ticket_id, body, expected),
+        )
 
     async def _transition_once(
         self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, expected: int | None
     ) -> DsarRead:
         now = self.clock()
         ticket = await self._ticket(who, ticket_id, lock=True)
-        if expected is not None and ticket.version != expected:
-            raise VersionMismatch(
-                f"The ticket is at version {ticket.version}, not {expected}",
-                current_version=ticket.version,
-            )
+        check_version(ticket.version, expected, "ticket")
         current = DsarStatus(ticket.status)
         allowed = TRANSITIONS[current]
         if body.to not in allowed:
@@ -356,26 +333,20 @@ class DsarService:
     async def extend(
         self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, if_match: str | None
     ) -> DsarRead:
-        expected = parse_if_match(if_match)
-        for attempt in range(MAX_RETRIES):
-            try:
-                return await self._extend_once(who, ticket_id, body, expected)
-            except StaleDataError:
-                await self.session.rollback()
-                if expected is not None or attempt == MAX_RETRIES - 1:
-                    raise VersionMismatch("The ticket changed meanwhile; read it again") from None
-        raise AssertionError("unreachable")
+        expected = parse_if_match(if_match, "ticket")
+        return await retry_stale(
+            self.session,
+            expected,
+            "ticket",
+            lambda: self._extend_once(who, ticket_id, body, expected),
+        )
 
     async def _extend_once(
         self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, expected: int | None
     ) -> DsarRead:
         now = self.clock()
         ticket = await self._ticket(who, ticket_id, lock=True)
-        if expected is not None and ticket.version != expected:
-            raise VersionMismatch(
-                f"The ticket is at version {ticket.version}, not {expected}",
-                current_version=ticket.version,
-            )
+        check_version(ticket.version, expected, "ticket")
         if not ticket.is_open:
             raise DsarClosed(f"The ticket is {ticket.status}: it can no longer be extended")
         if ticket.extended:
