@@ -20,6 +20,7 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import Metrics, RequestContextMiddleware
 from app.core.ratelimit import WriteLimiter
+from app.core.rawpg import create_raw_pool
 from app.core.security import load_key_config
 from app.dsar.router import router as dsar_router
 from app.ops.router import router as ops_router
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.raw_pool = await create_raw_pool(
+            settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+        )
         stop = asyncio.Event()
         task: asyncio.Task[None] | None = None
         if settings.run_worker_in_process:
@@ -72,6 +76,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if app.state.raw_pool is not None:
+                await app.state.raw_pool.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -98,14 +104,15 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         WriteLimiter(settings.rate_limit_writes) if settings.rate_limit_writes else None
     )
     install_error_handlers(app)
-    app.include_router(ops_router)
-    app.include_router(policies_router)
-    app.include_router(dsar_router)
+    # FastAPI matches routes one by one in this order: the hottest paths come first.
     app.include_router(consent_router)
     app.include_router(subjects_router)
+    app.include_router(dsar_router)
+    app.include_router(policies_router)
     app.include_router(breaches_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
+    app.include_router(ops_router)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

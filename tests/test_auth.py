@@ -217,3 +217,12 @@ async def test_api_answers_403_for_a_missing_scope(client: httpx.AsyncClient, te
     assert r.json()["code"] == "insufficient_scope"
     r = await client.get("/v1/policies", headers={"Authorization": f"Bearer {token_for(tenant)}"})
     assert r.status_code == 200
+
+
+def test_a_cached_token_is_still_refused_once_it_expires() -> None:
+    keys = KeyConfig("HS256", TEST_SECRET, TEST_SECRET, None, None, None)
+    token = mint_token(keys, tenant="acme", scopes=["policies:read"], ttl_seconds=60)
+    assert verify_token(keys, token).tenant == "acme"  # verified, then served from the cache
+    assert verify_token(keys, token).tenant == "acme"
+    with pytest.raises(Unauthorized):
+        verify_token(keys, token, now=time.time() + 120)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     and_,
@@ -42,7 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEntry
 from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
+from app.core import rawpg
 from app.core.idempotency import IdempotencyRecord
+from app.core.rawpg import raw_pool
 from app.events.models import OutboxEvent
 from app.policies.models import PolicyVersion
 
@@ -186,6 +188,31 @@ _PG_APPEND_IDEM = text(
 )
 
 
+_PG_PURPOSES_AND_STATES = text(
+    """
+SELECT 'v' AS kind, policy_key, version, effective_at,
+    CAST(resolved -> 'consent_purposes' AS text) AS purposes, NULL AS purpose, NULL AS state,
+    NULL AS since, NULL AS expires_at, NULL AS event_id
+FROM policy_version
+WHERE tenant = :tenant AND (CAST(:policy_key AS varchar) IS NULL OR policy_key = :policy_key)
+UNION ALL
+SELECT 's', policy_key, NULL, NULL, NULL, purpose, state, since, expires_at, event_id
+FROM consent_state
+WHERE tenant = :tenant AND subject_id = :subject_id
+    AND (CAST(:policy_key AS varchar) IS NULL OR policy_key = :policy_key)
+"""
+)
+
+
+class StateRow(NamedTuple):
+    policy_key: str
+    purpose: str
+    state: str
+    since: datetime
+    expires_at: datetime | None
+    event_id: uuid.UUID
+
+
 class ConsentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -256,6 +283,9 @@ class ConsentRepository:
                 i_location=idem.location,
                 i_event=idem.current_flag_for,
             )
+        pool = raw_pool(self.session) if idem is None else None
+        if pool is not None:  # one statement, its own transaction (app/core/rawpg.py)
+            return {r[0] for r in await rawpg.fetch(pool, stmt, params)}
         rows = await self.session.execute(stmt, params)
         return {r[0] for r in rows}
 
@@ -385,6 +415,42 @@ class ConsentRepository:
         if policy_key is not None:
             stmt = stmt.where(ConsentState.policy_key == policy_key)
         return (await self.session.scalars(stmt)).all()
+
+    async def purposes_and_states(
+        self, tenant: str, subject_id: str, policy_key: str | None
+    ) -> tuple[list[tuple[str, int, datetime, Any]], Sequence[Any]]:
+        """`policy_purposes` and `states` together; on PostgreSQL in one statement on the bare
+        pool. States come as rows with policy_key, purpose, state, since, expires_at and
+        event_id."""
+        pool = raw_pool(self.session)
+        if pool is None:
+            return (
+                await self.policy_purposes(tenant, policy_key),
+                await self.states(tenant, subject_id, policy_key),
+            )
+        records = await rawpg.fetch(
+            pool,
+            _PG_PURPOSES_AND_STATES,
+            {"tenant": tenant, "subject_id": subject_id, "policy_key": policy_key},
+        )
+        versions: list[tuple[str, int, datetime, Any]] = []
+        states: list[StateRow] = []
+        for r in records:
+            if r["kind"] == "v":
+                purposes = json.loads(r["purposes"]) if r["purposes"] is not None else None
+                versions.append((r["policy_key"], r["version"], r["effective_at"], purposes))
+            else:
+                states.append(
+                    StateRow(
+                        r["policy_key"],
+                        r["purpose"],
+                        r["state"],
+                        r["since"],
+                        r["expires_at"],
+                        r["event_id"],
+                    )
+                )
+        return versions, states
 
     async def state(
         self, tenant: str, subject_id: str, policy_key: str, purpose: str

@@ -405,7 +405,13 @@ class ConsentService:
     ) -> SubjectConsents:
         """One entry per purpose of each policy in force (at `as_of`, default now)."""
         at = as_of or self.clock()
-        rows = await self.repo.policy_purposes(who.tenant, policy_key)
+        state_rows: Sequence[Any] = ()
+        if as_of is None:  # the hot read: one round trip for both
+            rows, state_rows = await self.repo.purposes_and_states(
+                who.tenant, subject_id, policy_key
+            )
+        else:
+            rows = await self.repo.policy_purposes(who.tenant, policy_key)
         if policy_key is not None and not rows:
             raise UnknownPolicy(f"No policy '{policy_key}' in this tenant", field="policy_key")
         versions: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
@@ -416,7 +422,7 @@ class ConsentService:
         evidence: list[ConsentEventOut] | None = None
         current: dict[tuple[str, str], tuple[str, datetime, datetime | None, uuid.UUID]] = {}
         if as_of is None:
-            for st in await self.repo.states(who.tenant, subject_id, policy_key):
+            for st in state_rows:
                 current[(st.policy_key, st.purpose)] = (
                     st.state,
                     st.since,

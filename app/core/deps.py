@@ -18,6 +18,7 @@ bearer = HTTPBearer(auto_error=False, description="JWT from `python -m app token
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session:
+        session.info["raw_pool"] = getattr(request.app.state, "raw_pool", None)
         yield session
 
 
@@ -44,8 +45,11 @@ def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     writes = any(s.endswith(":write") or s == "webhooks:manage" for s in scopes)
 
     async def _dep(
-        request: Request, principal: Annotated[Principal, Depends(get_principal)]
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
+        # one dependency level, not two: every request pays for each level it resolves
+        principal = await get_principal(request, credentials)
         principal.require(*scopes)
         limiter = request.app.state.write_limiter
         if writes and limiter is not None and request.method != "GET":

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -239,6 +240,27 @@ def install_error_handlers(app: FastAPI) -> None:
                 {"Retry-After": "2"},
             )
         raise exc  # anything else stays a 500 (rendered by the middleware, no internals)
+
+    # The same, for the bare asyncpg pool of the hot paths (app/core/rawpg.py).
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _pg_interface(request: Request, exc: asyncpg.InterfaceError) -> ProblemResponse:
+        # connection closed mid-operation, pool closing, connection lost
+        return await _database_away(request, exc)
+
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _pg_error(request: Request, exc: asyncpg.PostgresError) -> ProblemResponse:
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES):
+            return await _database_away(request, exc)
+        if state == "57014":
+            log.warning("statement timeout", extra={"error": type(exc).__name__})
+            return problem_response(
+                503,
+                "statement_timeout",
+                "The database took too long to answer; retry shortly",
+                {"Retry-After": "2"},
+            )
+        raise exc
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:

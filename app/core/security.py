@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,35 @@ def mint_token(
 _INVALID = "The bearer token is missing, malformed, expired or not signed by this service"
 
 
+# Tokens already verified, with their time claims: a client sends the same token with every
+# request until it expires, and the signature and claims of those bytes cannot change. A hit
+# re-checks only the clock (exp, nbf, iat). Bounded; the oldest entry goes first.
+_VERIFIED: OrderedDict[tuple[KeyConfig, str], tuple[Principal, float, float, float]] = (
+    OrderedDict()
+)
+_VERIFIED_MAX = 4096
+
+
 def verify_token(keys: KeyConfig, token: str, *, now: float | None = None) -> Principal:
     """Validate a bearer token; every failure is the same 401, whatever the cause."""
+    current = now if now is not None else time.time()
+    hit = _VERIFIED.get((keys, token))
+    if hit is not None:
+        principal, exp, nbf, iat = hit
+        if current < exp and nbf <= current and iat <= current + IAT_LEEWAY_SECONDS:
+            return principal
+        _VERIFIED.pop((keys, token), None)
+        raise Unauthorized(_INVALID)
+    principal, exp, nbf, iat = _verify(keys, token, current)
+    _VERIFIED[(keys, token)] = (principal, exp, nbf, iat)
+    if len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+    return principal
+
+
+def _verify(
+    keys: KeyConfig, token: str, current: float
+) -> tuple[Principal, float, float, float]:
     if not token or len(token.encode()) > MAX_TOKEN_BYTES:
         raise Unauthorized(_INVALID)
     try:
@@ -164,7 +192,6 @@ def verify_token(keys: KeyConfig, token: str, *, now: float | None = None) -> Pr
         )
     except (JOSEError, ValueError, TypeError, KeyError) as exc:
         raise Unauthorized(_INVALID) from exc
-    current = now if now is not None else time.time()
     iat = claims.get("iat")
     if iat is not None and (not isinstance(iat, int | float) or iat > current + IAT_LEEWAY_SECONDS):
         raise Unauthorized(_INVALID)
@@ -180,7 +207,14 @@ def verify_token(keys: KeyConfig, token: str, *, now: float | None = None) -> Pr
         or not isinstance(scope, str)
     ):
         raise Unauthorized(_INVALID)
-    return Principal(sub=sub[:200], tenant=tenant, scopes=frozenset(scope.split()))
+    principal = Principal(sub=sub[:200], tenant=tenant, scopes=frozenset(scope.split()))
+    nbf = claims.get("nbf")
+    return (
+        principal,
+        float(claims["exp"]),
+        float(nbf) if isinstance(nbf, int | float) else float("-inf"),
+        float(iat) if isinstance(iat, int | float) else float("-inf"),
+    )
 
 
 def parse_scopes(value: str) -> list[str]:
