@@ -6,9 +6,10 @@ No route updates or deletes an event: PUT, PATCH and DELETE on an event are 405.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
@@ -22,7 +23,7 @@ from app.consent.schemas import (
     ConsentReceipt,
 )
 from app.consent.service import ConsentService
-from app.core.deps import ClockDep, ConsentRead, ConsentWrite, SessionDep
+from app.core.deps import ConsentRead, ConsentWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
@@ -31,8 +32,10 @@ from app.policies.schemas import KEY_PATTERN
 router = APIRouter(prefix="/v1/consent-events", tags=["consent"])
 
 
-async def get_service(session: SessionDep, clock: ClockDep) -> ConsentService:
-    return ConsentService(session, clock)
+async def get_service(request: Request) -> AsyncIterator[ConsentService]:
+    # one dependency for session and clock: the hottest routes resolve as few as possible
+    async with request_session(request) as session:
+        yield ConsentService(session, request.app.state.clock)
 
 
 ServiceDep = Annotated[ConsentService, Depends(get_service)]

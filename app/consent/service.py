@@ -252,7 +252,8 @@ class ConsentService:
                     current_flag_for=main.id,
                 )
             current = await self.repo.append(who.tenant, who.sub, now, events, row)
-            await self.session.commit()
+            if self.session.in_transaction():  # not when the bare pool took the write
+                await self.session.commit()
             created.became_current = main.id in current
             return created
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -16,9 +17,22 @@ from app.core.security import KeyConfig, Principal, verify_token
 bearer = HTTPBearer(auto_error=False, description="JWT from `python -m app token`")
 
 
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's ORM session; it carries the bare pool for the hot paths
+    (app/core/rawpg.py). Closing is only needed when a transaction is still open (after an
+    error): a session that never began one, or has committed, holds no connection."""
+    session: AsyncSession = request.app.state.sessionmaker()
+    session.info["raw_pool"] = getattr(request.app.state, "raw_pool", None)
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await session.close()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessionmaker() as session:
-        session.info["raw_pool"] = getattr(request.app.state, "raw_pool", None)
+    async with request_session(request) as session:
         yield session
 
 

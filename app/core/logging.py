@@ -39,9 +39,9 @@ def configure_logging(level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     # Replace our own handler (apps are built more than once in tests); leave others alone.
-    root.handlers[:] = [
-        h for h in root.handlers if not isinstance(h.formatter, JsonFormatter)
-    ] + [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, JsonFormatter)] + [
+        handler
+    ]
     root.setLevel(level.upper())
     # httpx logs every request line at INFO, full URL included: the webhook sender does not
     # need it, and a URL may carry identifiers.

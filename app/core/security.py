@@ -143,9 +143,7 @@ _INVALID = "The bearer token is missing, malformed, expired or not signed by thi
 # Tokens already verified, with their time claims: a client sends the same token with every
 # request until it expires, and the signature and claims of those bytes cannot change. A hit
 # re-checks only the clock (exp, nbf, iat). Bounded; the oldest entry goes first.
-_VERIFIED: OrderedDict[tuple[KeyConfig, str], tuple[Principal, float, float, float]] = (
-    OrderedDict()
-)
+_VERIFIED: OrderedDict[tuple[KeyConfig, str], tuple[Principal, float, float, float]] = OrderedDict()
 _VERIFIED_MAX = 4096
 
 
@@ -166,9 +164,7 @@ def verify_token(keys: KeyConfig, token: str, *, now: float | None = None) -> Pr
     return principal
 
 
-def _verify(
-    keys: KeyConfig, token: str, current: float
-) -> tuple[Principal, float, float, float]:
+def _verify(keys: KeyConfig, token: str, current: float) -> tuple[Principal, float, float, float]:
     if not token or len(token.encode()) > MAX_TOKEN_BYTES:
         raise Unauthorized(_INVALID)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from app.core.deps import ClockDep, DsarRead, DsarWrite, SessionDep
+from app.core.deps import DsarRead, DsarWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
@@ -32,9 +33,10 @@ from app.policies.schemas import KEY_PATTERN, Right
 router = APIRouter(prefix="/v1/dsars", tags=["dsars"])
 
 
-async def get_service(request: Request, session: SessionDep, clock: ClockDep) -> DsarService:
+async def get_service(request: Request) -> AsyncIterator[DsarService]:
     days = request.app.state.settings.due_soon_days
-    return DsarService(session, clock, timedelta(days=days))
+    async with request_session(request) as session:
+        yield DsarService(session, request.app.state.clock, timedelta(days=days))
 
 
 ServiceDep = Annotated[DsarService, Depends(get_service)]

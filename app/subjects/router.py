@@ -5,6 +5,7 @@ Subject identifiers travel in these paths: the access log records route template
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
@@ -12,7 +13,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime
 
 from app.consent.schemas import SubjectConsents
-from app.core.deps import ClockDep, ConsentRead, SessionDep, SubjectErase, SubjectExport
+from app.core.deps import (
+    ConsentRead,
+    SubjectErase,
+    SubjectExport,
+    request_session,
+)
 from app.core.openapi import problems
 from app.policies.schemas import KEY_PATTERN
 from app.subjects.service import SubjectExport as SubjectExportOut
@@ -21,9 +27,10 @@ from app.subjects.service import SubjectService
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 
 
-async def get_service(request: Request, session: SessionDep, clock: ClockDep) -> SubjectService:
+async def get_service(request: Request) -> AsyncIterator[SubjectService]:
     days = request.app.state.settings.due_soon_days
-    return SubjectService(session, clock, timedelta(days=days))
+    async with request_session(request) as session:
+        yield SubjectService(session, request.app.state.clock, timedelta(days=days))
 
 
 ServiceDep = Annotated[SubjectService, Depends(get_service)]
