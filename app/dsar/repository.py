@@ -2,20 +2,82 @@
 
 from __future__ import annotations
 
+import enum
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, TextClause, and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import rawpg
 from app.dsar.models import DsarEvent, DsarTicket
+
+
+def _insert_sql() -> TextClause:
+    """A new ticket, its first timeline entry, its audit entry and its `dsar.created` outbox
+    row, as one statement (PostgreSQL checks the event's foreign key at the statement's end,
+    when the ticket row exists)."""
+    cols = [c.name for c in DsarTicket.__table__.columns]
+    json_cols = {"explanation"}
+    ticket_values = ", ".join(
+        f"CAST(:t_{c} AS jsonb)" if c in json_cols else f":t_{c}" for c in cols
+    )
+    return text(
+        f"""
+WITH t AS (
+    INSERT INTO dsar_ticket ({", ".join(cols)}) VALUES ({ticket_values})
+), e AS (
+    INSERT INTO dsar_event (id, ticket_id, tenant, at, actor, kind, from_status, to_status,
+        reason, data)
+    VALUES (:e_id, :t_id, :t_tenant, :e_at, :e_actor, :e_kind, NULL, :t_status, NULL,
+        CAST(:e_data AS jsonb))
+), a AS (
+    INSERT INTO audit_entry (tenant, at, actor, action, object_type, object_id, data)
+    VALUES (:t_tenant, :e_at, :e_actor, 'dsar.created', 'dsar_ticket', :a_object_id,
+        CAST(:facts AS jsonb))
+)
+INSERT INTO outbox_event (tenant, type, data, created_at)
+VALUES (:t_tenant, 'dsar.created', CAST(:facts AS jsonb), :e_at)
+"""
+    )
+
+
+_PG_CREATE = _insert_sql()
 
 
 class DsarRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def insert_created_raw(
+        self,
+        pool: Any,
+        ticket: DsarTicket,
+        event: dict[str, Any],
+        facts: dict[str, Any],
+    ) -> None:
+        """The whole creation in one statement on the bare pool (app/core/rawpg.py)."""
+        params: dict[str, Any] = {}
+        for column in DsarTicket.__table__.columns:
+            value = getattr(ticket, column.key)
+            if column.name == "explanation":
+                value = json.dumps(value)
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            params[f"t_{column.name}"] = value
+        params.update(
+            e_id=event["id"],
+            e_at=event["at"],
+            e_actor=event["actor"],
+            e_kind=event["kind"],
+            e_data=json.dumps(event["data"]),
+            a_object_id=str(ticket.id),
+            facts=json.dumps(facts),
+        )
+        await rawpg.fetch(pool, _PG_CREATE, params)
 
     async def get(
         self, tenant: str, ticket_id: uuid.UUID, *, lock: bool = False

@@ -21,6 +21,7 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_cursor, encode_cursor
+from app.core.rawpg import raw_pool
 from app.core.security import Principal
 from app.core.versioning import check_version, parse_if_match, retry_stale
 from app.dsar.models import (
@@ -214,6 +215,19 @@ class DsarService:
                 updated_at=now,
             )
             _apply_deadlines(ticket, dl, extended=False)
+            pool = raw_pool(self.session) if idempotency_key is None else None
+            if pool is not None:  # one statement on the bare pool: ticket, event, audit, outbox
+                ticket.version = 1
+                facts = ticket_facts(ticket)
+                event = {
+                    "id": new_id(),
+                    "at": now,
+                    "actor": who.sub,
+                    "kind": "created",
+                    "data": {"policy_version": pv.version, "due_date": _iso(ticket.due_date)},
+                }
+                await self.repo.insert_created_raw(pool, ticket, event, facts)
+                return self.read(ticket)
             self.session.add(ticket)
             self._event(
                 ticket,
