@@ -117,20 +117,19 @@ def changed_data(e: NewEvent) -> dict[str, Any]:
     }
 
 
+# The whole write travels as four JSON documents (events, winning states, audit data, outbox
+# data) expanded by jsonb_to_recordset / jsonb_array_elements: one parameter each, parsed by
+# the server, instead of two dozen arrays encoded element by element by the driver.
 _PG_EVENTS = """
 ev AS (
     INSERT INTO consent_event (id, tenant, policy_key, policy_version, subject_id, purpose,
         action, occurred_at, expires_at, recorded_at, source, proof, gpc, erased, actor)
     SELECT u.id, :tenant, u.policy_key, u.policy_version, u.subject_id, u.purpose, u.action,
-        u.occurred_at, u.expires_at, :recorded_at, u.source, CAST(u.proof AS jsonb), u.gpc,
-        false, :actor
-    FROM unnest(CAST(:e_id AS uuid[]), CAST(:e_policy_key AS varchar[]),
-        CAST(:e_policy_version AS integer[]), CAST(:e_subject_id AS varchar[]),
-        CAST(:e_purpose AS varchar[]), CAST(:e_action AS varchar[]),
-        CAST(:e_occurred_at AS timestamptz[]), CAST(:e_expires_at AS timestamptz[]),
-        CAST(:e_source AS varchar[]), CAST(:e_proof AS text[]), CAST(:e_gpc AS boolean[]))
-        AS u(id, policy_key, policy_version, subject_id, purpose, action, occurred_at,
-             expires_at, source, proof, gpc)
+        u.occurred_at, u.expires_at, :recorded_at, u.source, u.proof, u.gpc, false, :actor
+    FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS u(id uuid, policy_key varchar,
+        policy_version integer, subject_id varchar, purpose varchar, action varchar,
+        occurred_at timestamptz, expires_at timestamptz, source varchar, proof jsonb,
+        gpc boolean)
 )"""
 
 _PG_STATES = """
@@ -139,11 +138,9 @@ st AS (
         event_id, expires_at)
     SELECT :tenant, s.subject_id, s.policy_key, s.purpose, s.state, s.since, s.event_id,
         s.expires_at
-    FROM unnest(CAST(:s_subject_id AS varchar[]), CAST(:s_policy_key AS varchar[]),
-        CAST(:s_purpose AS varchar[]), CAST(:s_state AS varchar[]),
-        CAST(:s_since AS timestamptz[]), CAST(:s_event_id AS uuid[]),
-        CAST(:s_expires_at AS timestamptz[]))
-        AS s(subject_id, policy_key, purpose, state, since, event_id, expires_at)
+    FROM jsonb_to_recordset(CAST(:states AS jsonb)) AS s(subject_id varchar,
+        policy_key varchar, purpose varchar, state varchar, since timestamptz, event_id uuid,
+        expires_at timestamptz)
     ON CONFLICT (tenant, subject_id, policy_key, purpose) DO UPDATE
         SET state = excluded.state, since = excluded.since, event_id = excluded.event_id,
             expires_at = excluded.expires_at
@@ -165,18 +162,17 @@ _PG_AUDIT = """
 au AS (
     INSERT INTO audit_entry (tenant, at, actor, action, object_type, object_id, data)
     SELECT :tenant, :recorded_at, :actor, 'consent.recorded', 'consent_event',
-        CAST(a.id AS varchar), CAST(a.data AS jsonb)
-    FROM unnest(CAST(:e_id AS uuid[]), CAST(:a_data AS text[])) WITH ORDINALITY AS a(id, data, n)
+        a.doc ->> 'id', a.doc -> 'data'
+    FROM jsonb_array_elements(CAST(:audit AS jsonb)) WITH ORDINALITY AS a(doc, n)
     ORDER BY a.n
 )"""
 
 _PG_OUTBOX = """
 ob AS (
     INSERT INTO outbox_event (tenant, type, data, created_at)
-    SELECT :tenant, 'consent.changed', CAST(o.data AS jsonb), :recorded_at
-    FROM unnest(CAST(:s_event_id AS uuid[]), CAST(:o_data AS text[])) WITH ORDINALITY
-        AS o(event_id, data, n)
-    WHERE o.event_id IN (SELECT event_id FROM st)
+    SELECT :tenant, 'consent.changed', o.doc -> 'data', :recorded_at
+    FROM jsonb_array_elements(CAST(:outbox AS jsonb)) WITH ORDINALITY AS o(doc, n)
+    WHERE CAST(o.doc ->> 'event_id' AS uuid) IN (SELECT event_id FROM st)
     ORDER BY o.n
 )"""
 
@@ -246,30 +242,47 @@ class ConsentRepository:
         top: Sequence[NewEvent],
         idem: IdemRow | None,
     ) -> set[uuid.UUID]:
+        def when(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
         params: dict[str, Any] = {
             "tenant": tenant,
             "actor": actor,
             "recorded_at": recorded_at,
-            "e_id": [e.id for e in events],
-            "e_policy_key": [e.policy_key for e in events],
-            "e_policy_version": [e.policy_version for e in events],
-            "e_subject_id": [e.subject_id for e in events],
-            "e_purpose": [e.purpose for e in events],
-            "e_action": [e.action for e in events],
-            "e_occurred_at": [e.occurred_at for e in events],
-            "e_expires_at": [e.expires_at for e in events],
-            "e_source": [e.source for e in events],
-            "e_proof": [None if e.proof is None else json.dumps(e.proof) for e in events],
-            "e_gpc": [e.gpc for e in events],
-            "s_subject_id": [e.subject_id for e in top],
-            "s_policy_key": [e.policy_key for e in top],
-            "s_purpose": [e.purpose for e in top],
-            "s_state": [e.action for e in top],
-            "s_since": [e.occurred_at for e in top],
-            "s_event_id": [e.id for e in top],
-            "s_expires_at": [e.expires_at for e in top],
-            "a_data": [json.dumps(audit_data(e)) for e in events],
-            "o_data": [json.dumps(changed_data(e)) for e in top],
+            "events": json.dumps(
+                [
+                    {
+                        "id": str(e.id),
+                        "policy_key": e.policy_key,
+                        "policy_version": e.policy_version,
+                        "subject_id": e.subject_id,
+                        "purpose": e.purpose,
+                        "action": e.action,
+                        "occurred_at": e.occurred_at.isoformat(),
+                        "expires_at": when(e.expires_at),
+                        "source": e.source,
+                        "proof": e.proof,
+                        "gpc": e.gpc,
+                    }
+                    for e in events
+                ]
+            ),
+            "states": json.dumps(
+                [
+                    {
+                        "subject_id": e.subject_id,
+                        "policy_key": e.policy_key,
+                        "purpose": e.purpose,
+                        "state": e.action,
+                        "since": e.occurred_at.isoformat(),
+                        "event_id": str(e.id),
+                        "expires_at": when(e.expires_at),
+                    }
+                    for e in top
+                ]
+            ),
+            "audit": json.dumps([{"id": str(e.id), "data": audit_data(e)} for e in events]),
+            "outbox": json.dumps([{"event_id": str(e.id), "data": changed_data(e)} for e in top]),
         }
         stmt = _PG_APPEND
         if idem is not None:

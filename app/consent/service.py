@@ -12,6 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -126,9 +127,13 @@ def expiry(purpose: dict[str, Any], action: str, occurred_at: datetime, tz: str)
     period = purpose.get("expires_after")
     if action != "granted" or not period:
         return None
-    expires: datetime = add_period(
-        occurred_at, Period(int(period["value"]), str(period["unit"])), tz
-    )
+    return _lapse(occurred_at, int(period["value"]), str(period["unit"]), tz)
+
+
+@lru_cache(maxsize=4096)
+def _lapse(occurred_at: datetime, value: int, unit: str, tz: str) -> datetime:
+    # memoised: a batch (or a burst) records many events at the same instant
+    expires: datetime = add_period(occurred_at, Period(value, unit), tz)
     return expires
 
 

@@ -186,3 +186,33 @@ async def test_a_database_that_is_away_gives_503_problems_fast(tenant: str) -> N
     assert write.headers["content-type"] == "application/problem+json"
     assert write.json()["code"] == "database_unavailable"
     assert health.status_code == 200
+
+
+async def test_a_lost_connection_on_the_bare_pool_is_a_503_problem(
+    client: httpx.AsyncClient, auth: dict[str, str], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot paths' bare asyncpg pool (app/core/rawpg.py) maps outages like the ORM does."""
+    import asyncpg
+
+    from app.core import rawpg
+
+    assert (await client.post("/v1/policies", headers=auth, json=spotrak_body())).status_code == 201
+    event = {
+        "policy_key": "spotrak",
+        "subject_id": "u-1",
+        "purpose": "audience_cookies",
+        "action": "granted",
+    }
+    assert (await client.post("/v1/consent-events", headers=auth, json=event)).status_code == 201
+
+    async def lost(*_: Any) -> list[Any]:
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+
+    monkeypatch.setattr(rawpg, "fetch", lost)
+    r = await client.post("/v1/consent-events", headers=auth, json=event)
+    if backend == "sqlite":
+        assert r.status_code == 201  # SQLite never uses the bare pool
+        return
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "database_unavailable"
