@@ -25,7 +25,7 @@ from app.consent.schemas import (
 from app.consent.service import ConsentService
 from app.core.deps import ConsentRead, ConsentWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import problems
+from app.core.openapi import model_response, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.policies.schemas import KEY_PATTERN
 
@@ -74,8 +74,7 @@ async def record_consent_event(
     result = await service.record(who, body, gpc, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    response.headers["Location"] = f"/v1/consent-events/{result.id}"
-    return result
+    return model_response(result, 201, {"Location": f"/v1/consent-events/{result.id}"})
 
 
 @router.post(
@@ -93,7 +92,10 @@ async def record_consent_events_batch(
     who: ConsentWrite,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
-    return await service.record_batch(who, body.events, idempotency_key)
+    result = await service.record_batch(who, body.events, idempotency_key)
+    if isinstance(result, JSONResponse):
+        return result
+    return model_response(result)
 
 
 @router.get(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from fastapi import Response
+from pydantic import BaseModel
+
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem
 
 _DESCRIPTIONS = {
@@ -43,3 +46,17 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
             }
         docs[code] = doc
     return docs
+
+
+def model_response(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A pydantic model sent as is, serialised once by pydantic-core. FastAPI would validate
+    the returned model against `response_model` again and then serialise it: the hot routes
+    keep `response_model` for the OpenAPI document and skip that second pass."""
+    return Response(
+        content=model.model_dump_json(),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )

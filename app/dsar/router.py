@@ -13,7 +13,7 @@ from pydantic import AwareDatetime
 
 from app.core.deps import DsarRead, DsarWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import problems
+from app.core.openapi import model_response, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.dsar.models import DsarStatus
 from app.dsar.schemas import (
@@ -71,8 +71,9 @@ async def create_dsar(
     result = await service.create(who, body, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    response.headers["Location"] = f"/v1/dsars/{result.id}"
-    return _etag(response, result)
+    return model_response(
+        result, 201, {"Location": f"/v1/dsars/{result.id}", "ETag": f'"{result.version}"'}
+    )
 
 
 @router.get(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime
@@ -19,7 +19,7 @@ from app.core.deps import (
     SubjectExport,
     request_session,
 )
-from app.core.openapi import problems
+from app.core.openapi import model_response, problems
 from app.policies.schemas import KEY_PATTERN
 from app.subjects.service import SubjectExport as SubjectExportOut
 from app.subjects.service import SubjectService
@@ -55,8 +55,8 @@ async def get_subject_consents(
     as_of: Annotated[
         AwareDatetime | None, Query(description="Answer for this past instant")
     ] = None,
-) -> SubjectConsents:
-    return await service.consents(who, subject_id, policy_key, as_of)
+) -> Any:
+    return model_response(await service.consents(who, subject_id, policy_key, as_of))
 
 
 @router.get(
