@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.core.security import KeyConfig, mint_token  # noqa: E402
 from app.policies.schemas import SPOTRAK_EXAMPLE  # noqa: E402
+from bench.consent_load import start_server, wait_up  # noqa: E402
 
 SECRET = "durability-secret-" + "x" * 40
 TENANT = "durability"
@@ -223,42 +224,6 @@ def free_port(preferred: int) -> int:
                 continue
             return port
     raise RuntimeError(f"no free port from {preferred}")
-
-
-def start_service(port: int, env: dict[str, str], logfile: Path) -> subprocess.Popen[bytes]:
-    out = logfile.open("wb")
-    return subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/uvicorn"),
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-async def wait_up(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                if (await client.get(url)).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -712,7 +677,7 @@ async def main() -> int:
             check=True,
             capture_output=True,
         )
-        service = start_service(args.app_port, env, root / "service.log")
+        service = start_server("app.main:app", args.app_port, env, root)  # log: <port>.log
         base = f"http://127.0.0.1:{args.app_port}"
         await wait_up(base + "/healthz")
         service_pid = service.pid
@@ -782,7 +747,7 @@ async def main() -> int:
             except Exception as exc:  # best effort on the way out
                 log(f"could not stop the private PostgreSQL: {exc}")
         if args.keep:
-            log(f"kept {root} (data, postgres.log, service.log)")
+            log(f"kept {root} (data, postgres.log, {args.app_port}.log)")
         else:
             shutil.rmtree(root, ignore_errors=True)
 

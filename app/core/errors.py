@@ -242,10 +242,13 @@ def install_error_handlers(app: FastAPI) -> None:
         raise exc  # anything else stays a 500 (rendered by the middleware, no internals)
 
     # The same, for the bare asyncpg pool of the hot paths (app/core/rawpg.py).
-    @app.exception_handler(asyncpg.InterfaceError)
-    async def _pg_interface(request: Request, exc: asyncpg.InterfaceError) -> ProblemResponse:
-        # connection closed mid-operation, pool closing, connection lost
+    async def _pg_lost(request: Request, exc: Exception) -> ProblemResponse:
+        # connection closed mid-operation, pool closing, connection lost; asyncpg reports a
+        # protocol state broken by a dying server as InternalClientError
         return await _database_away(request, exc)
+
+    for pg_cls in (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError):
+        app.add_exception_handler(pg_cls, _pg_lost)
 
     @app.exception_handler(asyncpg.PostgresError)
     async def _pg_error(request: Request, exc: asyncpg.PostgresError) -> ProblemResponse:
