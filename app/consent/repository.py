@@ -485,14 +485,6 @@ class ConsentRepository:
             stmt = stmt.where(PolicyVersion.policy_key == policy_key)
         return [(r[0], r[1], r[2], r[3]) for r in await self.session.execute(stmt)]
 
-    async def versions(self, tenant: str, keys: Sequence[str]) -> Sequence[PolicyVersion]:
-        """Every version of the named policies (a batch resolves each event's version in
-        memory instead of one query per event)."""
-        stmt = select(PolicyVersion).where(
-            PolicyVersion.tenant == tenant, PolicyVersion.policy_key.in_(list(keys))
-        )
-        return (await self.session.scalars(stmt)).all()
-
     async def history(
         self,
         tenant: str,

@@ -43,8 +43,7 @@ from app.core.idempotency import idempotent
 from app.core.ids import new_id as new_event_id
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.security import Principal
-from app.policies.cache import VersionSnapshot
-from app.policies.models import PolicyVersion
+from app.policies.cache import VersionSnapshot, in_force, version_in_force
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService, UnknownPolicy
 from app.rules.periods import Period, add_period
@@ -110,18 +109,6 @@ def state_name(state: ConsentAction | str, expires_at: datetime | None, at: date
     return value
 
 
-def in_force(versions: Sequence[tuple[int, datetime]], at: datetime) -> int | None:
-    """The same rule as PolicyRepository.version_at: the newest version in effect at `at`,
-    else version 1 (which also governs every earlier instant)."""
-    best: int | None = None
-    for number, effective_at in versions:
-        if effective_at <= at and (best is None or number > best):
-            best = number
-    if best is None and any(number == 1 for number, _ in versions):
-        return 1
-    return best
-
-
 def expiry(purpose: dict[str, Any], action: str, occurred_at: datetime, tz: str) -> datetime | None:
     """Only a grant lapses: occurred_at + the purpose's `expires_after` (rules module)."""
     period = purpose.get("expires_after")
@@ -147,7 +134,7 @@ class ConsentService:
 
     def _events_for(
         self,
-        pv: VersionSnapshot | PolicyVersion,
+        pv: VersionSnapshot,
         body: ConsentEventIn,
         occurred_at: datetime,
         gpc: bool,
@@ -283,9 +270,8 @@ class ConsentService:
             for i, item in enumerate(items):
                 slots.append(self._parse_item(i, item, now))
             keys = sorted({s.policy_key for s in slots if isinstance(s, ConsentEventIn)})
-            by_key: dict[str, dict[int, PolicyVersion]] = defaultdict(dict)
-            for version in await self.repo.versions(who.tenant, keys) if keys else []:
-                by_key[version.policy_key][version.version] = version
+            policies = PolicyService(self.session, self.clock)
+            by_key = {key: await policies.snapshots(who.tenant, key) for key in keys}
             events: list[NewEvent | None] = []
             results: list[Any] = []
             for i, slot in enumerate(slots):
@@ -294,16 +280,13 @@ class ConsentService:
                     results.append(slot)
                     continue
                 occurred_at = (slot.occurred_at or now).astimezone(UTC)
-                versions = by_key.get(slot.policy_key, {})
-                number = in_force(
-                    [(v.version, v.effective_at) for v in versions.values()], occurred_at
-                )
+                pv = in_force(by_key[slot.policy_key], occurred_at)
                 try:
-                    if number is None:
+                    if pv is None:
                         raise UnknownPolicy(
                             f"No policy '{slot.policy_key}' in this tenant", field="policy_key"
                         )
-                    ev = self._events_for(versions[number], slot, occurred_at, gpc=False)[0]
+                    ev = self._events_for(pv, slot, occurred_at, gpc=False)[0]
                 except DomainError as exc:
                     events.append(None)
                     results.append(_item_problem(i, exc))
@@ -445,7 +428,7 @@ class ConsentService:
         entries: list[ConsentEntry] = []
         justifying: set[uuid.UUID] = set()
         for key in sorted(versions):
-            governing = in_force(versions[key], at)
+            governing = version_in_force(versions[key], at)
             if governing is None:
                 continue
             for p in purposes_of[(key, governing)]:

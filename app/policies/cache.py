@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,13 +34,23 @@ class VersionSnapshot:
     resolved: dict[str, Any]
 
 
+def version_in_force(versions: Iterable[tuple[int, datetime]], at: datetime) -> int | None:
+    """The rule, once (PolicyRepository.version_at is its SQL form): the newest version whose
+    `effective_at` is not after `at`, else version 1, which also governs every earlier instant.
+    `versions` holds (number, effective_at) pairs in any order."""
+    best: int | None = None
+    has_first = False
+    for number, effective_at in versions:
+        has_first = has_first or number == 1
+        if effective_at <= at and (best is None or number > best):
+            best = number
+    return 1 if best is None and has_first else best
+
+
 def in_force(versions: Sequence[VersionSnapshot], at: datetime) -> VersionSnapshot | None:
-    """The newest version in effect at `at`, else version 1 (which also governs every earlier
-    instant). `versions` is sorted by version."""
-    for snapshot in reversed(versions):
-        if snapshot.effective_at <= at:
-            return snapshot
-    return versions[0] if versions else None
+    """`version_in_force` over a policy's snapshots."""
+    number = version_in_force(((v.version, v.effective_at) for v in versions), at)
+    return next((v for v in versions if v.version == number), None)
 
 
 class PolicyVersionCache:

@@ -276,14 +276,18 @@ class PolicyService:
         current = await self.repo.version_at(who.tenant, key, self.clock())
         return to_read(found, in_force=current is not None and current.version == number)
 
-    async def version_at(self, tenant: str, key: str, at: datetime) -> VersionSnapshot:
-        """For the other domains: the version governing an instant, or 422 if no such policy.
-        Served from the process's version cache (app/policies/cache.py)."""
+    async def snapshots(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...]:
+        """Every version of a policy (none: no such policy), from the process's cache."""
         versions = VERSIONS.get(tenant, key)
         if versions is None:
             versions = await self.repo.snapshots(tenant, key)
             VERSIONS.put(tenant, key, versions)
-        found = in_force(versions, at)
+        return versions
+
+    async def version_at(self, tenant: str, key: str, at: datetime) -> VersionSnapshot:
+        """For the other domains: the version governing an instant, or 422 if no such policy.
+        Served from the process's version cache (app/policies/cache.py)."""
+        found = in_force(await self.snapshots(tenant, key), at)
         if found is None:
             raise UnknownPolicy(f"No policy '{key}' in this tenant", field="policy_key")
         return found
