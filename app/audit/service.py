@@ -11,7 +11,7 @@ from app.audit import chain
 from app.audit.models import AuditEntry
 from app.audit.repository import AuditRepository
 from app.audit.schemas import AuditEventRead, AuditVerification, BrokenLink
-from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.pagination import decode_int_cursor, encode_cursor
 from app.core.security import Principal
 
 
@@ -46,12 +46,7 @@ class AuditService:
             filters.append(AuditEntry.at >= since)
         if until is not None:
             filters.append(AuditEntry.at < until)
-        decoded = decode_cursor(cursor, 1)
-        after: int | None = None
-        if decoded is not None:
-            if not isinstance(decoded[0], int):
-                raise InvalidCursor("The cursor is not one this service issued")
-            after = decoded[0]
+        after = decode_int_cursor(cursor)
         rows = await self.repo.page(who.tenant, filters=filters, after=after, limit=limit + 1)
         page = list(rows[:limit])
         items = [AuditEventRead.model_validate(e, from_attributes=True) for e in page]

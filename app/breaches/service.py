@@ -32,7 +32,7 @@ from app.breaches.schemas import BreachCreate, BreachPatch, BreachRead, Notifica
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, encode_cursor
 from app.core.security import Principal
 from app.core.versioning import check_version, parse_if_match, retry_stale
 from app.events.outbox import emit, iso
@@ -79,13 +79,6 @@ class LateReasonRequired(Unprocessable):
 
 class AudienceNotApplicable(Unprocessable):
     code = "breach_audience_not_applicable"
-
-
-def invalid(loc: list[str | int], msg: str) -> BreachInvalid:
-    return BreachInvalid(
-        f"{'.'.join(str(p) for p in loc)}: {msg}",
-        errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
-    )
 
 
 def _required(incident: BreachIncident, audience: Audience) -> bool:
@@ -292,9 +285,9 @@ class BreachService:
     ) -> JSONResponse | BreachRead:
         now = self.clock()
         if body.aware_at > now + CLOCK_SKEW:
-            raise invalid(["body", "aware_at"], "awareness cannot be in the future")
+            raise BreachInvalid.at(["body", "aware_at"], "awareness cannot be in the future")
         if body.occurred_at is not None and body.occurred_at > body.aware_at:
-            raise invalid(["body", "occurred_at"], "cannot be after aware_at")
+            raise BreachInvalid.at(["body", "occurred_at"], "cannot be after aware_at")
         payload = body.model_dump(mode="json", exclude_unset=True)
         async with idempotent(
             self.session, who.tenant, "createBreach", idempotency_key, payload
@@ -392,15 +385,7 @@ class BreachService:
             filters.append(BreachIncident.aware_at > aware_after)
         if overdue is not None:
             filters.append(overdue_filter(now) if overdue else not_overdue_filter(now))
-        before = decode_cursor(cursor, 2)
-        parsed: tuple[datetime, uuid.UUID] | None = None
-        if before is not None:
-            try:
-                parsed = (datetime.fromisoformat(str(before[0])), uuid.UUID(str(before[1])))
-            except ValueError as exc:
-                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
-            if parsed[0].tzinfo is None:
-                raise invalid(["query", "cursor"], "not a cursor this service issued")
+        parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.page(who.tenant, filters=filters, before=parsed, limit=limit + 1)
         page = list(rows[:limit])
         ids = [i.id for i in page]
@@ -542,7 +527,7 @@ class BreachService:
     ) -> JSONResponse | BreachRead:
         now = self.clock()
         if body.sent_at > now + CLOCK_SKEW:
-            raise invalid(["body", "sent_at"], "a notice cannot be sent in the future")
+            raise BreachInvalid.at(["body", "sent_at"], "a notice cannot be sent in the future")
         payload = {"incident": str(incident_id), **body.model_dump(mode="json", exclude_unset=True)}
         async with idempotent(
             self.session, who.tenant, "recordBreachNotification", idempotency_key, payload
@@ -567,7 +552,7 @@ class BreachService:
                     ],
                 )
             if body.sent_at < incident.aware_at:
-                raise invalid(["body", "sent_at"], "cannot be before aware_at")
+                raise BreachInvalid.at(["body", "sent_at"], "cannot be before aware_at")
             due = _due(incident, audience)
             late = due is not None and body.sent_at > due
             if late and not body.late_reason:

@@ -41,7 +41,7 @@ from app.core.errors import (
 )
 from app.core.idempotency import idempotent
 from app.core.ids import new_id as new_event_id
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, encode_cursor
 from app.core.security import Principal
 from app.policies.cache import VersionSnapshot, in_force, version_in_force
 from app.policies.repository import PolicyRepository
@@ -74,13 +74,6 @@ class ConsentEventNotFound(NotFound):
 
 class BatchTooLarge(PayloadTooLarge):
     code = "consent_batch_too_large"
-
-
-def invalid(loc: list[str | int], msg: str) -> ConsentInvalid:
-    return ConsentInvalid(
-        f"{'.'.join(str(p) for p in loc)}: {msg}",
-        errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
-    )
 
 
 def to_out(ev: ConsentEvent) -> ConsentEventOut:
@@ -198,7 +191,7 @@ class ConsentService:
         now = self.clock()
         occurred_at = (body.occurred_at or now).astimezone(UTC)
         if occurred_at > now + CLOCK_SKEW:
-            raise invalid(["body", "occurred_at"], "an event cannot occur in the future")
+            raise ConsentInvalid.at(["body", "occurred_at"], "an event cannot occur in the future")
         payload = body.model_dump(mode="json", exclude_unset=True)
         if gpc:
             payload["sec_gpc"] = True  # the header changes the outcome: part of the request
@@ -361,13 +354,7 @@ class ConsentService:
         limit: int,
         cursor: str | None,
     ) -> tuple[list[ConsentEventOut], str | None]:
-        after = decode_cursor(cursor, 2)
-        before: tuple[datetime, uuid.UUID] | None = None
-        if after is not None:
-            try:
-                before = (datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1])))
-            except ValueError as exc:
-                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
+        before = decode_keyset_cursor(cursor)
         rows = await self.repo.history(
             who.tenant,
             subject_id=subject_id,

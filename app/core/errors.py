@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -86,6 +86,14 @@ class Conflict(DomainError):
 class Unprocessable(DomainError):
     status = 422
     code = "unprocessable"
+
+    @classmethod
+    def at(cls, loc: list[str | int], msg: str) -> Self:
+        """A 422 about one field, in the shape of the validation errors (`errors` with loc)."""
+        return cls(
+            f"{'.'.join(str(p) for p in loc)}: {msg}",
+            errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
+        )
 
 
 class PreconditionFailed(DomainError):

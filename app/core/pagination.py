@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -31,6 +33,9 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_NOT_OURS = "not a cursor this service issued"
+
+
 def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
     if cursor is None:
         return None
@@ -38,7 +43,42 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError) as exc:
-        raise InvalidCursor("The cursor is not one this service issued") from exc
+        raise InvalidCursor.at(["query", "cursor"], _NOT_OURS) from exc
     if not isinstance(values, list) or len(values) != arity:
-        raise InvalidCursor("The cursor is not one this service issued")
+        raise InvalidCursor.at(["query", "cursor"], _NOT_OURS)
     return values
+
+
+def decode_keyset_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (instant, id) position most lists page by; a tampered one is a 422, never a
+    naive datetime reaching the database."""
+    values = decode_cursor(cursor, 2)
+    if values is None:
+        return None
+    try:
+        at, oid = datetime.fromisoformat(str(values[0])), uuid.UUID(str(values[1]))
+    except ValueError as exc:
+        raise InvalidCursor.at(["query", "cursor"], _NOT_OURS) from exc
+    if at.tzinfo is None:
+        raise InvalidCursor.at(["query", "cursor"], _NOT_OURS)
+    return at, oid
+
+
+def decode_int_cursor(cursor: str | None) -> int | None:
+    """A position that is a number (a version, a sequence id)."""
+    values = decode_cursor(cursor, 1)
+    if values is None:
+        return None
+    if not isinstance(values[0], int) or isinstance(values[0], bool):
+        raise InvalidCursor.at(["query", "cursor"], _NOT_OURS)
+    return values[0]
+
+
+def decode_key_cursor(cursor: str | None) -> str | None:
+    """A position that is a key (a policy key)."""
+    values = decode_cursor(cursor, 1)
+    if values is None:
+        return None
+    if not isinstance(values[0], str):
+        raise InvalidCursor.at(["query", "cursor"], _NOT_OURS)
+    return values[0]

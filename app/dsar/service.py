@@ -20,7 +20,7 @@ from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.ids import new_id
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, encode_cursor
 from app.core.rawpg import raw_pool
 from app.core.security import Principal
 from app.core.versioning import check_version, parse_if_match, retry_stale
@@ -77,13 +77,6 @@ class ExtensionTooLate(Conflict):
 
 class DsarClosed(Conflict):
     code = "dsar_closed"
-
-
-def invalid(loc: list[str | int], msg: str) -> DsarInvalid:
-    return DsarInvalid(
-        f"{'.'.join(str(p) for p in loc)}: {msg}",
-        errors=[{"loc": loc, "msg": msg, "type": "value_error"}],
-    )
 
 
 def sla_of(ticket: DsarTicket, now: datetime, window: timedelta) -> str:
@@ -171,7 +164,9 @@ class DsarService:
         now = self.clock()
         received_at = (body.received_at or now).astimezone(UTC)
         if received_at > now + CLOCK_SKEW:
-            raise invalid(["body", "received_at"], "a request cannot be received in the future")
+            raise DsarInvalid.at(
+                ["body", "received_at"], "a request cannot be received in the future"
+            )
         payload = body.model_dump(mode="json", exclude_unset=True)
         async with idempotent(
             self.session, who.tenant, "createDsar", idempotency_key, payload
@@ -300,7 +295,7 @@ class DsarService:
             DsarStatus.awaiting_verification,
         )
         if body.verified_at is not None and not verifying:
-            raise invalid(
+            raise DsarInvalid.at(
                 ["body", "verified_at"], "only when identity is verified (to in_progress)"
             )
         data: dict[str, Any] = {}
@@ -310,9 +305,11 @@ class DsarService:
             else:  # identity already known at receipt
                 verified_at = body.verified_at or ticket.received_at
             if verified_at > now + CLOCK_SKEW:
-                raise invalid(["body", "verified_at"], "cannot be in the future")
+                raise DsarInvalid.at(["body", "verified_at"], "cannot be in the future")
             if verified_at < ticket.received_at:
-                raise invalid(["body", "verified_at"], "cannot be before the request was received")
+                raise DsarInvalid.at(
+                    ["body", "verified_at"], "cannot be before the request was received"
+                )
             ticket.verified_at = verified_at
             data["verified_at"] = verified_at.isoformat()
             pv = await self._policy_version(ticket)
@@ -439,13 +436,7 @@ class DsarService:
             filters.append(DsarTicket.received_at > received_after)
         if sla is not None:
             filters.append(sla_filter(sla, now, self.due_soon))
-        after = decode_cursor(cursor, 2)
-        parsed: tuple[datetime, uuid.UUID] | None = None
-        if after is not None:
-            try:
-                parsed = (datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1])))
-            except ValueError as exc:
-                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
+        parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.list(who.tenant, filters=filters, after=parsed, limit=limit + 1)
         page = list(rows[:limit])
         items = [to_read(t, now, self.due_soon) for t in page]
@@ -460,13 +451,7 @@ class DsarService:
         self, who: Principal, ticket_id: uuid.UUID, limit: int, cursor: str | None
     ) -> tuple[list[DsarEventRead], str | None]:
         await self._ticket(who, ticket_id)
-        after = decode_cursor(cursor, 2)
-        parsed: tuple[datetime, uuid.UUID] | None = None
-        if after is not None:
-            try:
-                parsed = (datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1])))
-            except ValueError as exc:
-                raise invalid(["query", "cursor"], "not a cursor this service issued") from exc
+        parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.events(ticket_id, parsed, limit + 1)
         page = list(rows[:limit])
         items = [DsarEventRead.model_validate(e, from_attributes=True) for e in page]

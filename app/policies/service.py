@@ -17,7 +17,7 @@ from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import decode_int_cursor, decode_key_cursor, encode_cursor
 from app.core.security import Principal
 from app.policies.cache import VERSIONS, VersionSnapshot, in_force
 from app.policies.models import Policy, PolicyVersion
@@ -246,8 +246,7 @@ class PolicyService:
     async def list_page(
         self, who: Principal, limit: int, cursor: str | None
     ) -> tuple[list[PolicyRead], str | None]:
-        after = decode_cursor(cursor, 1)
-        policies = await self.repo.list(who.tenant, str(after[0]) if after else None, limit + 1)
+        policies = await self.repo.list(who.tenant, decode_key_cursor(cursor), limit + 1)
         page = list(policies[:limit])
         in_force = await self.repo.versions_in_force([p.id for p in page], self.clock())
         items = [to_read(in_force[p.id], in_force=True) for p in page if p.id in in_force]
@@ -258,8 +257,7 @@ class PolicyService:
         self, who: Principal, key: str, limit: int, cursor: str | None
     ) -> tuple[list[PolicyRead], str | None]:
         policy = await self._policy(who, key)
-        after = decode_cursor(cursor, 1)
-        after_version = int(after[0]) if after and isinstance(after[0], int) else None
+        after_version = decode_int_cursor(cursor)
         rows = await self.repo.list_versions(policy.id, after_version, limit + 1)
         page = list(rows[:limit])
         current = await self.repo.version_at(who.tenant, key, self.clock())

@@ -15,7 +15,7 @@ from app.core.clock import Clock
 from app.core.errors import NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.ids import new_id
-from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, encode_cursor
 from app.core.security import Principal
 from app.events.models import OutboxEvent
 from app.events.outbox import PING
@@ -78,19 +78,6 @@ def delivery_read(d: WebhookDelivery, attempts: Sequence[WebhookAttempt]) -> Web
     )
 
 
-def _cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    values = decode_cursor(cursor, 2)
-    if values is None:
-        return None
-    try:
-        at, oid = datetime.fromisoformat(str(values[0])), uuid.UUID(str(values[1]))
-    except ValueError as exc:
-        raise InvalidCursor("The cursor is not one this service issued") from exc
-    if at.tzinfo is None:
-        raise InvalidCursor("The cursor is not one this service issued")
-    return at, oid
-
-
 class WebhookService:
     def __init__(self, session: AsyncSession, clock: Clock, allow_hosts: frozenset[str]) -> None:
         self.session = session
@@ -135,7 +122,7 @@ class WebhookService:
     async def list_page(
         self, who: Principal, limit: int, cursor: str | None
     ) -> tuple[list[WebhookRead], str | None]:
-        rows = await self.repo.page(who.tenant, _cursor(cursor), limit + 1)
+        rows = await self.repo.page(who.tenant, decode_keyset_cursor(cursor), limit + 1)
         page = list(rows[:limit])
         nxt = (
             encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)])
@@ -198,7 +185,9 @@ class WebhookService:
         cursor: str | None,
     ) -> tuple[list[WebhookDeliveryRead], str | None]:
         await self._subscription(who, webhook_id)
-        rows = await self.repo.deliveries(webhook_id, status, _cursor(cursor), limit + 1)
+        rows = await self.repo.deliveries(
+            webhook_id, status, decode_keyset_cursor(cursor), limit + 1
+        )
         page = list(rows[:limit])
         attempts = await self.repo.attempts([d.id for d in page])
         nxt = (

@@ -216,3 +216,41 @@ async def test_a_lost_connection_on_the_bare_pool_is_a_503_problem(
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "database_unavailable"
+
+
+async def test_every_list_refuses_a_tampered_cursor(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """A cursor is opaque: one this service did not issue (a naive instant, a bare string, a
+    wrong shape) is a 422 problem on the `cursor` field, never a 500 from the database."""
+    from app.core.pagination import encode_cursor
+
+    assert (await client.post("/v1/policies", headers=auth, json=spotrak_body())).status_code == 201
+    dsar = await client.post(
+        "/v1/dsars",
+        headers=auth,
+        json={"policy_key": "spotrak", "type": "access", "subject": {"id": "u-1"}},
+    )
+    assert dsar.status_code == 201
+    tampered = [
+        encode_cursor(["2027-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"]),
+        encode_cursor(["not-a-date", "not-a-uuid"]),
+        encode_cursor([True]),
+        "%%%",
+    ]
+    doc = openapi_document()
+    lists = [
+        path
+        for path, item in doc["paths"].items()
+        if "get" in item and any(p["name"] == "cursor" for p in item["get"].get("parameters", []))
+    ]
+    assert len(lists) >= 6
+    for path in lists:
+        url = path.replace("{id}", dsar.json()["id"]).replace("{key}", "spotrak")
+        for cursor in tampered:
+            r = await client.get(url, headers=auth, params={"cursor": cursor})
+            if r.status_code == 404:  # a path id of another kind (webhook): no list to page
+                continue
+            assert r.status_code == 422, (path, cursor, r.status_code, r.text[:200])
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["errors"][0]["loc"] == ["query", "cursor"], (path, r.text[:200])
