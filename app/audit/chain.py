@@ -25,6 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEntry
+from app.core.db import is_postgres, take_write_lock
 
 GENESIS = "0" * 64
 SEAL_BATCH = 1000
@@ -79,16 +80,10 @@ def entry_digest(entry: AuditEntry, chain_seq: int, prev: str) -> str:
     )
 
 
-async def take_sqlite_write_lock(session: AsyncSession) -> None:
-    """SQLite: make the transaction a writer now (like BEGIN IMMEDIATE), so a second worker
-    waits for the lock instead of failing when it upgrades a read snapshot later."""
-    await session.execute(text("UPDATE audit_entry SET id = id WHERE 0"))
-
-
 async def seal(session: AsyncSession, now: datetime, batch: int = SEAL_BATCH) -> int:
     """Seal one batch; returns how many entries it chained (0: nothing to do, or another
     sealer holds the lock). Commits."""
-    is_pg = session.get_bind().dialect.name == "postgresql"
+    is_pg = is_postgres(session)
     stmt = select(AuditEntry).where(AuditEntry.digest.is_(None))
     if is_pg:
         got = await session.scalar(
@@ -101,7 +96,7 @@ async def seal(session: AsyncSession, now: datetime, batch: int = SEAL_BATCH) ->
             AuditEntry.xid < text("(pg_snapshot_xmin(pg_current_snapshot()))::text::bigint")
         )
     else:
-        await take_sqlite_write_lock(session)
+        await take_write_lock(session, "audit_entry")
     entries: Sequence[AuditEntry] = (
         await session.scalars(stmt.order_by(AuditEntry.id).limit(batch))
     ).all()

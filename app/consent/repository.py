@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEntry
 from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
 from app.core import rawpg
+from app.core.db import is_postgres
 from app.core.idempotency import IdempotencyRecord
 from app.core.rawpg import raw_pool
 from app.events.models import OutboxEvent
@@ -212,7 +213,7 @@ class StateRow(NamedTuple):
 class ConsentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.is_pg = session.get_bind().dialect.name == "postgresql"
+        self.is_pg = is_postgres(session)
 
     # ---- writes ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, event
+from sqlalchemy import JSON, DateTime, Enum, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -120,3 +120,15 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     """One session per request; services commit, anything left open is rolled back."""
     async with factory() as session:
         yield session
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def take_write_lock(session: AsyncSession, table: str) -> None:
+    """SQLite: make the transaction the writer now (BEGIN IMMEDIATE in effect), so a
+    concurrent worker waits for the lock instead of failing when it upgrades a read snapshot
+    later. PostgreSQL needs nothing: its writers lock rows. `table` is any table of ours."""
+    if not is_postgres(session):
+        await session.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0"))

@@ -24,7 +24,7 @@ from sqlalchemy import Integer, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, UTCDateTime
+from app.core.db import Base, JSONType, UTCDateTime, is_postgres
 from app.core.errors import Conflict, Unprocessable
 
 IdempotencyKeyHeader = Annotated[
@@ -121,7 +121,7 @@ async def idempotent(
         yield state
         return
     marker = (tenant, operation, key)
-    is_pg = session.get_bind().dialect.name == "postgresql"
+    is_pg = is_postgres(session)
     if is_pg:
         got = await session.scalar(
             text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_id(*marker)}

@@ -20,10 +20,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.breaches.models import BreachIncident
+from app.core.db import is_postgres, take_write_lock
 from app.dsar.models import DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
 from app.events.outbox import iso
-from app.webhooks.delivery import is_pg, sqlite_write_lock
 
 BATCH = 500
 AUDIENCES = ("authority", "subjects", "controller")
@@ -55,7 +55,7 @@ async def _claim(
     """Insert the reminder keys; the ones returned are this worker's to emit."""
     if not wanted:
         return set()
-    insert_ = pg_insert if is_pg(session) else sqlite_insert
+    insert_ = pg_insert if is_postgres(session) else sqlite_insert
     stmt = (
         insert_(ReminderSent)
         .values(
@@ -76,7 +76,7 @@ async def remind(
     session: AsyncSession, now: datetime, due_soon: timedelta, breach_window: timedelta
 ) -> int:
     """One round of reminders; returns how many events it emitted. Commits."""
-    await sqlite_write_lock(session)
+    await take_write_lock(session, "reminder_sent")
     candidates: list[tuple[str, str, uuid.UUID, datetime, dict[str, Any]]] = []
 
     overdue = await session.scalars(

@@ -24,11 +24,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import is_postgres, take_write_lock
 from app.core.ids import new_id
 from app.events.models import OutboxEvent
 from app.webhooks import signing
@@ -47,20 +48,9 @@ FAN_OUT_BATCH = 500
 CLAIM_BATCH = 50
 
 
-def is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-async def sqlite_write_lock(session: AsyncSession) -> None:
-    """SQLite: become the writer now (BEGIN IMMEDIATE in effect), so a concurrent worker
-    waits on the lock instead of failing to upgrade its read snapshot."""
-    if not is_pg(session):
-        await session.execute(text("UPDATE outbox_event SET id = id WHERE 0"))
-
-
 async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BATCH) -> int:
     """One batch of outbox events → deliveries. Returns the events handled. Commits."""
-    await sqlite_write_lock(session)
+    await take_write_lock(session, "outbox_event")
     events = (
         await session.scalars(
             select(OutboxEvent)
@@ -101,7 +91,7 @@ async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BAT
                     }
                 )
     if rows:
-        insert = pg_insert if is_pg(session) else sqlite_insert
+        insert = pg_insert if is_postgres(session) else sqlite_insert
         stmt = insert(WebhookDelivery).values(rows)
         await session.execute(
             stmt.on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
