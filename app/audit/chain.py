@@ -106,17 +106,25 @@ async def seal(session: AsyncSession, now: datetime, batch: int = SEAL_BATCH) ->
     by_tenant: dict[str, list[AuditEntry]] = defaultdict(list)
     for entry in entries:
         by_tenant[entry.tenant].append(entry)
+    # every tenant's chain head in one query (the (tenant, chain_seq) unique index serves it)
+    last = (
+        select(AuditEntry.tenant, func.max(AuditEntry.chain_seq).label("seq"))
+        .where(AuditEntry.tenant.in_(list(by_tenant)), AuditEntry.chain_seq.is_not(None))
+        .group_by(AuditEntry.tenant)
+        .subquery()
+    )
+    heads = {
+        row[0]: (int(row[1] or 0), str(row[2]))
+        for row in await session.execute(
+            select(AuditEntry.tenant, AuditEntry.chain_seq, AuditEntry.digest).join(
+                last,
+                (AuditEntry.tenant == last.c.tenant) & (AuditEntry.chain_seq == last.c.seq),
+            )
+        )
+    }
     changes: list[dict[str, Any]] = []
     for tenant, items in by_tenant.items():
-        head = (
-            await session.execute(
-                select(AuditEntry.chain_seq, AuditEntry.digest)
-                .where(AuditEntry.tenant == tenant, AuditEntry.chain_seq.is_not(None))
-                .order_by(AuditEntry.chain_seq.desc())
-                .limit(1)
-            )
-        ).first()
-        seq, prev = (int(head[0] or 0), str(head[1])) if head is not None else (0, GENESIS)
+        seq, prev = heads.get(tenant, (0, GENESIS))
         for entry in items:
             seq += 1
             digest = entry_digest(entry, seq, prev)
