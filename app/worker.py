@@ -145,35 +145,31 @@ class Worker:
         outcomes = await asyncio.gather(
             *(delivery.send(self.client, item, now, self.allow) for item in claimed)
         )
-        for item, outcome in zip(claimed, outcomes, strict=True):
-            retry_in = delivery.backoff(
-                item.attempt,
-                self.settings.webhook_backoff_base_seconds,
-                self.settings.webhook_backoff_max_seconds,
-                self.rng,
+        results = [
+            (
+                item,
+                outcome,
+                delivery.backoff(
+                    item.attempt,
+                    self.settings.webhook_backoff_base_seconds,
+                    self.settings.webhook_backoff_max_seconds,
+                    self.rng,
+                ),
             )
-            status: list[DeliveryStatus] = []
+            for item, outcome in zip(claimed, outcomes, strict=True)
+        ]
+        statuses: list[DeliveryStatus] = []
 
-            async def store(
-                session: AsyncSession,
-                item: delivery.Claimed = item,
-                outcome: delivery.Outcome = outcome,
-                retry_in: timedelta = retry_in,
-                status: list[DeliveryStatus] = status,
-            ) -> int:
-                status.append(
-                    await delivery.record(
-                        session,
-                        item,
-                        outcome,
-                        now,
-                        max_attempts=self.settings.webhook_max_attempts,
-                        retry_in=retry_in,
-                    )
+        async def store(session: AsyncSession) -> int:
+            statuses.extend(
+                await delivery.record(
+                    session, results, now, max_attempts=self.settings.webhook_max_attempts
                 )
-                return 1
+            )
+            return len(statuses)
 
-            stats.attempted += await self._phase("record", stats, store)
+        stats.attempted += await self._phase("record", stats, store)
+        for (item, outcome, _), status in zip(results, statuses, strict=False):
             if outcome.ok:
                 stats.succeeded += 1
             else:
@@ -187,10 +183,10 @@ class Worker:
                         "error": outcome.error,
                     },
                 )
-            if status and status[0] == DeliveryStatus.failed:
+            if status == DeliveryStatus.failed:
                 stats.failed += 1
-            if status and self.on_attempt is not None:
-                self.on_attempt(status[0])
+            if self.on_attempt is not None:
+                self.on_attempt(status)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Rounds until `stop` is set; a busy round is followed at once by the next."""

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -232,15 +232,15 @@ def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> 
 
 async def record(
     session: AsyncSession,
-    item: Claimed,
-    outcome: Outcome,
+    results: Sequence[tuple[Claimed, Outcome, timedelta]],
     now: datetime,
     *,
     max_attempts: int,
-    retry_in: timedelta,
-) -> DeliveryStatus:
-    """Store the attempt and move the delivery on. Commits."""
-    session.add(
+) -> list[DeliveryStatus]:
+    """Store a round's attempts and move each delivery on (item, outcome, delay before the
+    next try), in one transaction. Commits."""
+    statuses: list[DeliveryStatus] = []
+    session.add_all(
         WebhookAttempt(
             id=new_id(),
             delivery_id=item.delivery_id,
@@ -251,30 +251,33 @@ async def record(
             error=outcome.error,
             duration_ms=outcome.duration_ms,
         )
+        for item, outcome, _ in results
     )
-    values: dict[str, Any] = {
-        "last_status_code": outcome.status_code,
-        "last_error": outcome.error,
-    }
-    if outcome.ok:
-        status = DeliveryStatus.succeeded
-        values.update(status=status, delivered_at=now, next_attempt_at=None)
-    elif item.attempt >= max_attempts:
-        status = DeliveryStatus.failed
-        values.update(status=status, next_attempt_at=None)
-    else:
-        status = DeliveryStatus.pending
-        values.update(next_attempt_at=now + retry_in)
-    # Only while the lease is ours: if it expired and another worker claimed a later attempt,
-    # that worker's outcome is the one that counts.
-    await session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == item.delivery_id,
-            WebhookDelivery.attempts == item.attempt,
+    for item, outcome, retry_in in results:
+        values: dict[str, Any] = {
+            "last_status_code": outcome.status_code,
+            "last_error": outcome.error,
+        }
+        if outcome.ok:
+            status = DeliveryStatus.succeeded
+            values.update(status=status, delivered_at=now, next_attempt_at=None)
+        elif item.attempt >= max_attempts:
+            status = DeliveryStatus.failed
+            values.update(status=status, next_attempt_at=None)
+        else:
+            status = DeliveryStatus.pending
+            values.update(next_attempt_at=now + retry_in)
+        statuses.append(status)
+        # Only while the lease is ours: if it expired and another worker claimed a later
+        # attempt, that worker's outcome is the one that counts.
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == item.delivery_id,
+                WebhookDelivery.attempts == item.attempt,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
     await session.commit()
-    return status
+    return statuses
