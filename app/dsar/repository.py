@@ -56,7 +56,7 @@ class DsarRepository:
         self,
         pool: Any,
         ticket: DsarTicket,
-        event: dict[str, Any],
+        event: dict[str, Any],  # dsar.service.event_values
         facts: dict[str, Any],
     ) -> None:
         """The whole creation in one statement on the bare pool (app/core/rawpg.py)."""

@@ -210,21 +210,7 @@ class DsarService:
                 updated_at=now,
             )
             _apply_deadlines(ticket, dl, extended=False)
-            pool = raw_pool(self.session) if idempotency_key is None else None
-            if pool is not None:  # one statement on the bare pool: ticket, event, audit, outbox
-                ticket.version = 1
-                facts = ticket_facts(ticket)
-                event = {
-                    "id": new_id(),
-                    "at": now,
-                    "actor": who.sub,
-                    "kind": "created",
-                    "data": {"policy_version": pv.version, "due_date": _iso(ticket.due_date)},
-                }
-                await self.repo.insert_created_raw(pool, ticket, event, facts)
-                return self.read(ticket)
-            self.session.add(ticket)
-            self._event(
+            created = event_values(
                 ticket,
                 who,
                 now,
@@ -234,6 +220,13 @@ class DsarService:
                 None,
                 {"policy_version": pv.version, "due_date": _iso(ticket.due_date)},
             )
+            pool = raw_pool(self.session) if idempotency_key is None else None
+            if pool is not None:  # one statement on the bare pool: ticket, event, audit, outbox
+                ticket.version = 1
+                await self.repo.insert_created_raw(pool, ticket, created, ticket_facts(ticket))
+                return self.read(ticket)
+            self.session.add(ticket)
+            self.session.add(DsarEvent(**created))
             await self.session.flush()  # sets `version`, which the event carries
             facts = ticket_facts(ticket)
             emit(self.session, who.tenant, "dsar.created", facts, now)
@@ -491,19 +484,33 @@ class DsarService:
         data: dict[str, Any],
     ) -> None:
         self.session.add(
-            DsarEvent(
-                id=new_id(),
-                ticket_id=ticket.id,
-                tenant=ticket.tenant,
-                at=at,
-                actor=who.sub,
-                kind=kind,
-                from_status=from_status.value if from_status else None,
-                to_status=to_status.value if to_status else None,
-                reason=reason,
-                data=data,
-            )
+            DsarEvent(**event_values(ticket, who, at, kind, from_status, to_status, reason, data))
         )
+
+
+def event_values(
+    ticket: DsarTicket,
+    who: Principal,
+    at: datetime,
+    kind: str,
+    from_status: DsarStatus | None,
+    to_status: DsarStatus | None,
+    reason: str | None,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """One timeline entry, as column values (the ORM and the one-statement path share it)."""
+    return {
+        "id": new_id(),
+        "ticket_id": ticket.id,
+        "tenant": ticket.tenant,
+        "at": at,
+        "actor": who.sub,
+        "kind": kind,
+        "from_status": from_status.value if from_status else None,
+        "to_status": to_status.value if to_status else None,
+        "reason": reason,
+        "data": data,
+    }
 
 
 def ticket_facts(ticket: DsarTicket) -> dict[str, Any]:
