@@ -27,7 +27,7 @@ from app.breaches.service import BreachService
 from app.core.deps import BreachRead as BreachReadScope
 from app.core.deps import BreachWrite, ClockDep, SessionDep
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import problems
+from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.policies.schemas import KEY_PATTERN
 
@@ -82,14 +82,12 @@ async def create_breach(
     body: Annotated[BreachCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
     service: ServiceDep,
     who: BreachWrite,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    response.headers["Location"] = f"/v1/breaches/{result.id}"
-    return _etag(response, result)
+    return created(result, f"/v1/breaches/{result.id}", result.version)
 
 
 @router.get(
@@ -181,12 +179,10 @@ async def record_breach_notification(
     body: Annotated[NotificationIn, Body(openapi_examples=NOTIFICATION_EXAMPLES)],
     service: ServiceDep,
     who: BreachWrite,
-    response: Response,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.notify(who, id, body, if_match, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    response.headers["Location"] = f"/v1/breaches/{result.id}"
-    return _etag(response, result)
+    return created(result, f"/v1/breaches/{result.id}", result.version)

@@ -417,7 +417,7 @@ class BreachService:
     ) -> BreachRead:
         now = self.clock()
         incident = await self._incident(who, incident_id, lock=True)
-        self._check_version(incident, expected)
+        check_version(incident.version, expected, "incident")
         current = BreachStatus(incident.status)
         if current == BreachStatus.closed:
             if body.status is not None and body.status != current:
@@ -535,7 +535,7 @@ class BreachService:
             if idem.replay is not None:
                 return idem.replay
             incident = await self._incident(who, incident_id, lock=True)
-            self._check_version(incident, expected)
+            check_version(incident.version, expected, "incident")
             if incident.status == BreachStatus.closed:
                 raise BreachClosed("The incident is closed: its record is final", allowed=[])
             audience = body.audience
@@ -625,10 +625,6 @@ class BreachService:
             return read
 
     # ---- helpers -----------------------------------------------------------------------
-
-    @staticmethod
-    def _check_version(incident: BreachIncident, expected: int | None) -> None:
-        check_version(incident.version, expected, "incident")
 
     def _audit(
         self,

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
@@ -25,7 +25,7 @@ from app.consent.schemas import (
 from app.consent.service import ConsentService
 from app.core.deps import ConsentRead, ConsentWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import model_response, problems
+from app.core.openapi import created, model_response, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.policies.schemas import KEY_PATTERN
 
@@ -66,7 +66,6 @@ async def record_consent_event(
     body: ConsentEventIn,
     service: ServiceDep,
     who: ConsentWrite,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
     sec_gpc: SecGpc = None,
 ) -> Any:
@@ -74,7 +73,7 @@ async def record_consent_event(
     result = await service.record(who, body, gpc, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    return model_response(result, 201, {"Location": f"/v1/consent-events/{result.id}"})
+    return created(result, f"/v1/consent-events/{result.id}")
 
 
 @router.post(

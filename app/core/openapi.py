@@ -60,3 +60,11 @@ def model_response(
         headers=headers,
         media_type="application/json",
     )
+
+
+def created(model: BaseModel, location: str, version: int | None = None) -> Response:
+    """201 with `Location` (and `ETag` for versioned objects), the body serialised once."""
+    headers = {"Location": location}
+    if version is not None:
+        headers["ETag"] = f'"{version}"'
+    return model_response(model, 201, headers)

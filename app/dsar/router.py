@@ -13,7 +13,7 @@ from pydantic import AwareDatetime
 
 from app.core.deps import DsarRead, DsarWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import model_response, problems
+from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.dsar.models import DsarStatus
 from app.dsar.schemas import (
@@ -65,15 +65,12 @@ async def create_dsar(
     body: DsarCreate,
     service: ServiceDep,
     who: DsarWrite,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    return model_response(
-        result, 201, {"Location": f"/v1/dsars/{result.id}", "ETag": f'"{result.version}"'}
-    )
+    return created(result, f"/v1/dsars/{result.id}", result.version)
 
 
 @router.get(

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from app.core.deps import ClockDep, PoliciesRead, PoliciesWrite, SessionDep
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import problems
+from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.policies.schemas import (
     KEY_PATTERN,
@@ -68,14 +68,12 @@ async def create_policy(
     body: Annotated[PolicyCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
     service: ServiceDep,
     who: PoliciesWrite,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    response.headers["Location"] = f"/v1/policies/{result.key}"
-    return result
+    return created(result, f"/v1/policies/{result.key}")
 
 
 @router.get(
@@ -121,11 +119,9 @@ async def publish_policy_version(
     body: Annotated[PolicyPublish, Body(openapi_examples=_PUBLISH_EXAMPLES)],
     service: ServiceDep,
     who: PoliciesWrite,
-    response: Response,
-) -> PolicyRead:
+) -> Any:
     result = await service.publish(who, key, body)
-    response.headers["Location"] = f"/v1/policies/{key}/versions/{result.version}"
-    return result
+    return created(result, f"/v1/policies/{key}/versions/{result.version}")
 
 
 @router.get(

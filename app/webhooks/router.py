@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.core.deps import ClockDep, SessionDep, WebhooksManage
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import problems
+from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.webhooks.models import DeliveryStatus
 from app.webhooks.schemas import (
@@ -49,14 +49,12 @@ async def create_webhook(
     body: WebhookCreate,
     service: ServiceDep,
     who: WebhooksManage,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
     if isinstance(result, JSONResponse):
         return result
-    response.headers["Location"] = f"/v1/webhooks/{result.id}"
-    return result
+    return created(result, f"/v1/webhooks/{result.id}")
 
 
 @router.get(
