@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from app.audit.schemas import AuditEventList, AuditVerification
 from app.audit.service import AuditService
-from app.core.deps import AuditRead, SessionDep
+from app.core.deps import AuditRead, request_session
 from app.core.openapi import problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
 
 
-async def get_service(session: SessionDep) -> AuditService:
-    return AuditService(session)
+async def get_service(request: Request) -> AsyncIterator[AuditService]:
+    async with request_session(request) as session:
+        yield AuditService(session)
 
 
 ServiceDep = Annotated[AuditService, Depends(get_service)]

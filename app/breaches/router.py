@@ -6,9 +6,10 @@ No route deletes an incident: the register is kept (at least the policy's `recor
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
@@ -25,7 +26,7 @@ from app.breaches.schemas import (
 )
 from app.breaches.service import BreachService
 from app.core.deps import BreachRead as BreachReadScope
-from app.core.deps import BreachWrite, ClockDep, SessionDep
+from app.core.deps import BreachWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
@@ -34,8 +35,9 @@ from app.policies.schemas import KEY_PATTERN
 router = APIRouter(prefix="/v1/breaches", tags=["breaches"])
 
 
-async def get_service(session: SessionDep, clock: ClockDep) -> BreachService:
-    return BreachService(session, clock)
+async def get_service(request: Request) -> AsyncIterator[BreachService]:
+    async with request_session(request) as session:
+        yield BreachService(session, request.app.state.clock)
 
 
 ServiceDep = Annotated[BreachService, Depends(get_service)]

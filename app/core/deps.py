@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: database session, principal with scopes, clock."""
+"""Request-scoped dependencies: the request's database session and the principal with its scopes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.clock import Clock
 from app.core.errors import Unauthorized
 from app.core.security import KeyConfig, Principal, verify_token
 
@@ -29,16 +28,6 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     finally:
         if session.in_transaction():
             await session.close()
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request_session(request) as session:
-        yield session
-
-
-async def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
 
 
 async def get_principal(
@@ -73,8 +62,6 @@ def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return _dep
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
 PoliciesRead = Annotated[Principal, Depends(require("policies:read"))]
 PoliciesWrite = Annotated[Principal, Depends(require("policies:write"))]
 DsarRead = Annotated[Principal, Depends(require("dsar:read"))]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from app.core.deps import ClockDep, PoliciesRead, PoliciesWrite, SessionDep
+from app.core.deps import PoliciesRead, PoliciesWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
@@ -34,8 +35,9 @@ from app.policies.service import PolicyService, PreviewService
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
 
-async def get_service(session: SessionDep, clock: ClockDep) -> PolicyService:
-    return PolicyService(session, clock)
+async def get_service(request: Request) -> AsyncIterator[PolicyService]:
+    async with request_session(request) as session:
+        yield PolicyService(session, request.app.state.clock)
 
 
 ServiceDep = Annotated[PolicyService, Depends(get_service)]
@@ -158,8 +160,9 @@ async def get_policy_version(
     return await service.version(who, key, version)
 
 
-async def get_preview(session: SessionDep, clock: ClockDep) -> PreviewService:
-    return PreviewService(session, clock)
+async def get_preview(request: Request) -> AsyncIterator[PreviewService]:
+    async with request_session(request) as session:
+        yield PreviewService(session, request.app.state.clock)
 
 
 PreviewDep = Annotated[PreviewService, Depends(get_preview)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import ClockDep, SessionDep, WebhooksManage
+from app.core.deps import WebhooksManage, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
@@ -25,9 +26,10 @@ from app.webhooks.service import WebhookService
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
-async def get_service(request: Request, session: SessionDep, clock: ClockDep) -> WebhookService:
+async def get_service(request: Request) -> AsyncIterator[WebhookService]:
     allow = request.app.state.settings.webhook_allow_host_set
-    return WebhookService(session, clock, allow)
+    async with request_session(request) as session:
+        yield WebhookService(session, request.app.state.clock, allow)
 
 
 ServiceDep = Annotated[WebhookService, Depends(get_service)]
