@@ -192,13 +192,6 @@ _STATUS_CODES = {
 _OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
-def is_database_outage(exc: sa_exc.DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
-    state = getattr(exc.orig, "sqlstate", None)
-    return isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> ProblemResponse:
@@ -215,14 +208,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(422, "validation_error", detail, errors=items)
 
-    async def _database_away(_: Request, exc: Exception) -> ProblemResponse:
-        log.warning("database unavailable", extra={"error": type(exc).__name__})
+    def _away() -> ProblemResponse:
         return problem_response(
             503,
             "database_unavailable",
             "The database is not reachable right now; retry shortly",
             {"Retry-After": "2"},
         )
+
+    async def _database_away(_: Request, exc: Exception) -> ProblemResponse:
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        return _away()
 
     for cls in (
         sa_exc.OperationalError,
@@ -233,45 +229,44 @@ def install_error_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(cls, _database_away)
 
+    def _by_sqlstate(exc: Exception, state: object) -> ProblemResponse | None:
+        """The server's answer read from its SQLSTATE, whichever driver layer carried it."""
+        if isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES):
+            log.warning("database unavailable", extra={"error": type(exc).__name__})
+            return _away()
+        if state == "57014":  # query_canceled: statement_timeout
+            log.warning("statement timeout", extra={"error": type(exc).__name__})
+            return problem_response(
+                503,
+                "statement_timeout",
+                "The database took too long to answer; retry shortly",
+                {"Retry-After": "2"},
+            )
+        return None
+
     @app.exception_handler(sa_exc.DBAPIError)
     async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> ProblemResponse:
         # asyncpg's connection losses ("connection was closed in the middle of operation",
         # "the database system is starting up", admin shutdown) arrive as the base DBAPIError.
-        if is_database_outage(exc):
+        if exc.connection_invalidated:
             return await _database_away(request, exc)
-        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
-            log.warning("statement timeout", extra={"error": type(exc).__name__})
-            return problem_response(
-                503,
-                "statement_timeout",
-                "The database took too long to answer; retry shortly",
-                {"Retry-After": "2"},
-            )
-        raise exc  # anything else stays a 500 (rendered by the middleware, no internals)
+        answer = _by_sqlstate(exc, getattr(exc.orig, "sqlstate", None))
+        if answer is None:
+            raise exc  # anything else stays a 500 (rendered by the middleware, no internals)
+        return answer
 
-    # The same, for the bare asyncpg pool of the hot paths (app/core/rawpg.py).
-    async def _pg_lost(request: Request, exc: Exception) -> ProblemResponse:
-        # connection closed mid-operation, pool closing, connection lost; asyncpg reports a
-        # protocol state broken by a dying server as InternalClientError
-        return await _database_away(request, exc)
-
+    # The same, for the bare asyncpg pool of the hot paths (app/core/rawpg.py): a connection
+    # lost mid-operation, a closing pool, or (InternalClientError) a protocol state broken by a
+    # dying server.
     for pg_cls in (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError):
-        app.add_exception_handler(pg_cls, _pg_lost)
+        app.add_exception_handler(pg_cls, _database_away)
 
     @app.exception_handler(asyncpg.PostgresError)
     async def _pg_error(request: Request, exc: asyncpg.PostgresError) -> ProblemResponse:
-        state = getattr(exc, "sqlstate", None)
-        if isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES):
-            return await _database_away(request, exc)
-        if state == "57014":
-            log.warning("statement timeout", extra={"error": type(exc).__name__})
-            return problem_response(
-                503,
-                "statement_timeout",
-                "The database took too long to answer; retry shortly",
-                {"Retry-After": "2"},
-            )
-        raise exc
+        answer = _by_sqlstate(exc, getattr(exc, "sqlstate", None))
+        if answer is None:
+            raise exc
+        return answer
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
