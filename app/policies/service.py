@@ -304,14 +304,13 @@ class PreviewService:
 
     def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self.policies = PolicyService(session, clock)
-        self.repo = PolicyRepository(session)
         self.clock = clock
 
     async def deadlines(
         self, who: Principal, key: str, body: DsarPreviewIn | BreachPreviewIn
     ) -> DsarPreviewOut | BreachPreviewOut:
         at = body.received_at if isinstance(body, DsarPreviewIn) else body.aware_at
-        version = await self.repo.version_at(who.tenant, key, at)
+        version = in_force(await self.policies.snapshots(who.tenant, key), at)
         if version is None:
             raise PolicyNotFound(f"No policy '{key}' in this tenant")
         resolved = version.resolved
@@ -337,7 +336,7 @@ class PreviewService:
     async def retention(
         self, who: Principal, key: str, records: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        version = await self.repo.version_at(who.tenant, key, self.clock())
+        version = in_force(await self.policies.snapshots(who.tenant, key), self.clock())
         if version is None:
             raise PolicyNotFound(f"No policy '{key}' in this tenant")
         result = evaluate_retention(version.resolved, records)
