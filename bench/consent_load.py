@@ -177,6 +177,28 @@ def fmt(name: str, r: dict[str, Any]) -> str:
     )
 
 
+Case = tuple[str, str, str, dict[str, str]]  # label, url, wrk script, environment
+
+
+def best_of_rounds(
+    cases: dict[str, Case], rounds: int, duration: int, connections: int
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Warm every case up (3 s), then run them in alternation `rounds` times, so the product
+    and its reference see the same machine; keep each case's best run. Also returns the
+    errors counted over all the runs."""
+    for _, url, script, env in cases.values():
+        wrk(url, script, env, 3, connections)
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in cases}
+    for i in range(rounds):
+        log(f"round {i + 1}")
+        for key, (label, url, script, env) in cases.items():
+            res = wrk(url, script, env, duration, connections)
+            runs[key].append(res)
+            log(fmt(label, res))
+    errors = sum(r["errors"] for results in runs.values() for r in results)
+    return {key: max(results, key=lambda r: r["rps"]) for key, results in runs.items()}, errors
+
+
 async def seed(dsn: str, events: int, subjects: int) -> None:
     """`events` ledger rows over `subjects` subjects (and their projection), by SQL."""
     conn = await asyncpg.connect(dsn)
@@ -350,39 +372,35 @@ async def main() -> int:
 
         c, d = args.connections, args.duration
         write_env = {"BENCH_SUBJECTS": str(subjects)}
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("rw", "pw", "rr", "pr")}
         log(f"warm-up (3 s each), then {args.rounds} rounds of {d} s, {c} connections, wrk -t1")
-        for url, path, tok, script in (
-            (reference, "/consent-events", "", WRITE_LUA),
-            (product, "/v1/consent-events", token, WRITE_LUA),
-            (reference, "/subjects/s-%d/consents", "", READ_LUA),
-            (product, "/v1/subjects/s-%d/consents", token, READ_LUA),
-        ):
-            wrk(url, script, {**write_env, "BENCH_PATH": path, "BENCH_TOKEN": tok}, 3, c)
-        for i in range(args.rounds):
-            log(f"round {i + 1}")
-            for key, url, path, tok, script in (
-                ("rw", reference, "/consent-events", "", WRITE_LUA),
-                ("pw", product, "/v1/consent-events", token, WRITE_LUA),
-                ("rr", reference, "/subjects/s-%d/consents", "", READ_LUA),
-                ("pr", product, "/v1/subjects/s-%d/consents", token, READ_LUA),
-            ):
-                res = wrk(url, script, {**write_env, "BENCH_PATH": path, "BENCH_TOKEN": tok}, d, c)
-                runs[key].append(res)
-                log(
-                    fmt(
-                        {
-                            "rw": "reference write",
-                            "pw": "product write",
-                            "rr": "reference read",
-                            "pr": "product read",
-                        }[key],
-                        res,
-                    )
-                )
+
+        def env(path: str, tok: str) -> dict[str, str]:
+            return {**write_env, "BENCH_PATH": path, "BENCH_TOKEN": tok}
+
+        bests, run_errors = best_of_rounds(
+            {
+                "rw": ("reference write", reference, WRITE_LUA, env("/consent-events", "")),
+                "pw": ("product write", product, WRITE_LUA, env("/v1/consent-events", token)),
+                "rr": (
+                    "reference read",
+                    reference,
+                    READ_LUA,
+                    env("/subjects/s-%d/consents", ""),
+                ),
+                "pr": (
+                    "product read",
+                    product,
+                    READ_LUA,
+                    env("/v1/subjects/s-%d/consents", token),
+                ),
+            },
+            args.rounds,
+            d,
+            c,
+        )
 
         def best(key: str) -> dict[str, Any]:
-            return max(runs[key], key=lambda r: r["rps"])
+            return bests[key]
 
         log("batch ingest (1,000 events per call, 2 in flight) …")
         batch = await batch_ingest(product, token, args.batches, 2)
@@ -400,7 +418,7 @@ async def main() -> int:
         )
         log(fmt("product read, 4 conns", light))
         pw, rw, pr, rr = best("pw"), best("rw"), best("pr"), best("rr")
-        total_errors = sum(r["errors"] for rs in runs.values() for r in rs) + batch["errors"]
+        total_errors = run_errors + batch["errors"]
         total_errors += light["errors"]
         summary = {
             "events_in_ledger": args.events,

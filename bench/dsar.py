@@ -45,11 +45,11 @@ from app.policies.schemas import SPOTRAK_EXAMPLE  # noqa: E402
 from bench.consent_load import (  # noqa: E402
     WRITE_LUA,
     admin,
+    best_of_rounds,
     fmt,
     log,
     start_server,
     wait_up,
-    wrk,
 )
 
 SECRET = "bench-secret-" + "y" * 40
@@ -282,19 +282,10 @@ async def main() -> int:
         # the consent reference writes into consent_state/consent_event with its own tenant
         log("\n== POST /v1/dsars against the reference write (insert + upsert) ==")
         c, d = args.connections, args.duration
-        ref_runs: list[dict[str, Any]] = []
-        prod_runs: list[dict[str, Any]] = []
-        wrk(
-            reference,
-            WRITE_LUA,
-            {"BENCH_PATH": "/consent-events", "BENCH_TOKEN": "", "BENCH_SUBJECTS": "100000"},
-            3,
-            c,
-        )
-        wrk(product, CREATE_LUA, {"BENCH_PATH": "/v1/dsars", "BENCH_TOKEN": token}, 3, c)
-        for _ in range(args.rounds):
-            ref_runs.append(
-                wrk(
+        bests, _ = best_of_rounds(
+            {
+                "ref": (
+                    "reference write",
                     reference,
                     WRITE_LUA,
                     {
@@ -302,15 +293,19 @@ async def main() -> int:
                         "BENCH_TOKEN": "",
                         "BENCH_SUBJECTS": "100000",
                     },
-                    d,
-                    c,
-                )
-            )
-            prod_runs.append(
-                wrk(product, CREATE_LUA, {"BENCH_PATH": "/v1/dsars", "BENCH_TOKEN": token}, d, c)
-            )
-        ref = max(ref_runs, key=lambda r: r["rps"])
-        prod = max(prod_runs, key=lambda r: r["rps"])
+                ),
+                "dsar": (
+                    "POST /v1/dsars",
+                    product,
+                    CREATE_LUA,
+                    {"BENCH_PATH": "/v1/dsars", "BENCH_TOKEN": token},
+                ),
+            },
+            args.rounds,
+            d,
+            c,
+        )
+        ref, prod = bests["ref"], bests["dsar"]
         log(fmt("reference write", ref))
         log(fmt("POST /v1/dsars", prod))
         log(f"  ratio createDsar / reference: {prod['rps'] / ref['rps']:.2f} (target ≥ 0.50)")
