@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -65,6 +66,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             )
             task = asyncio.create_task(worker.run_forever(stop), name="worker")
         app.state.worker_task = task
+        # Everything built so far (modules, routes, schemas, calendars) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it (it took
+        # ~45 ms each time, a visible p99 stall under load).
+        gc.freeze()
         try:
             yield
         finally:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
@@ -24,12 +24,13 @@ from app.consent.schemas import (
 )
 from app.consent.service import ConsentService
 from app.core.deps import ConsentRead, ConsentWrite, request_session
+from app.core.hot import HotRoute, body_as, check_write_limit, hot, principal
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, model_response, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.policies.schemas import KEY_PATTERN
 
-router = APIRouter(prefix="/v1/consent-events", tags=["consent"])
+router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=HotRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[ConsentService]:
@@ -50,6 +51,30 @@ SecGpc = Annotated[
 ]
 
 
+def _gpc(sec_gpc: str | None) -> bool:
+    return sec_gpc is not None and sec_gpc.strip() == "1"
+
+
+async def _record_fast(request: Request) -> Response | None:
+    """`record_consent_event` without an Idempotency-Key (app/core/hot.py)."""
+    headers = request.headers
+    sec_gpc = headers.get("sec-gpc")
+    if "idempotency-key" in headers or (sec_gpc is not None and len(sec_gpc) > 8):
+        return None
+    who = principal(request, "consent:write")
+    if who is None:
+        return None
+    body = await body_as(request, ConsentEventIn)
+    if body is None:
+        return None
+    check_write_limit(request, who)
+    async with request_session(request) as session:
+        service = ConsentService(session, request.app.state.clock)
+        result = await service.record(who, body, _gpc(sec_gpc), None)
+    assert isinstance(result, ConsentEventCreated)  # a replay needs an Idempotency-Key
+    return created(result, f"/v1/consent-events/{result.id}")
+
+
 @router.post(
     "",
     status_code=201,
@@ -62,6 +87,7 @@ SecGpc = Annotated[
     "with `honors_gpc` (listed in `gpc_applied`).",
     responses=problems(409),
 )
+@hot(_record_fast)
 async def record_consent_event(
     body: ConsentEventIn,
     service: ServiceDep,
@@ -69,8 +95,7 @@ async def record_consent_event(
     idempotency_key: IdempotencyKeyHeader = None,
     sec_gpc: SecGpc = None,
 ) -> Any:
-    gpc = sec_gpc is not None and sec_gpc.strip() == "1"
-    result = await service.record(who, body, gpc, idempotency_key)
+    result = await service.record(who, body, _gpc(sec_gpc), idempotency_key)
     if isinstance(result, JSONResponse):
         return result
     return created(result, f"/v1/consent-events/{result.id}")

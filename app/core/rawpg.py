@@ -41,8 +41,16 @@ async def create_raw_pool(
         max_size=pool_size,
         timeout=5,  # connecting to a database that is away fails fast (→ 503)
         server_settings={"statement_timeout": str(statement_timeout_ms)},
+        reset=_nothing_to_reset,
     )
     return pool
+
+
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`, one more round trip on every release). Statements on this pool run alone in
+    autocommit and never leave session state behind: no SET, LISTEN, cursor or advisory
+    lock. An open transaction is still rolled back by asyncpg before this is called."""
 
 
 def raw_pool(session: AsyncSession) -> asyncpg.Pool | None:

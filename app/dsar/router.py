@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from app.core.deps import DsarRead, DsarWrite, request_session
+from app.core.hot import HotRoute, body_as, check_write_limit, hot, principal
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
@@ -30,7 +31,7 @@ from app.dsar.schemas import (
 from app.dsar.service import DsarService
 from app.policies.schemas import KEY_PATTERN, Right
 
-router = APIRouter(prefix="/v1/dsars", tags=["dsars"])
+router = APIRouter(prefix="/v1/dsars", tags=["dsars"], route_class=HotRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[DsarService]:
@@ -51,6 +52,28 @@ def _etag(response: Response, ticket: DsarOut) -> DsarOut:
     return ticket
 
 
+async def _create_fast(request: Request) -> Response | None:
+    """`create_dsar` without an Idempotency-Key (app/core/hot.py)."""
+    if "idempotency-key" in request.headers:
+        return None
+    who = principal(request, "dsar:write")
+    if who is None:
+        return None
+    body = await body_as(request, DsarCreate)
+    if body is None:
+        return None
+    check_write_limit(request, who)
+    async with request_session(request) as session:
+        service = DsarService(
+            session,
+            request.app.state.clock,
+            timedelta(days=request.app.state.settings.due_soon_days),
+        )
+        result = await service.create(who, body, None)
+    assert isinstance(result, DsarOut)  # a replay needs an Idempotency-Key
+    return created(result, f"/v1/dsars/{result.id}", result.version)
+
+
 @router.post(
     "",
     status_code=201,
@@ -61,6 +84,7 @@ def _etag(response: Response, ticket: DsarOut) -> DsarOut:
     "acknowledgement and due dates, with their explanation.",
     responses=problems(),
 )
+@hot(_create_fast)
 async def create_dsar(
     body: DsarCreate,
     service: ServiceDep,

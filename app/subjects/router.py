@@ -13,18 +13,20 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime
 
 from app.consent.schemas import SubjectConsents
+from app.consent.service import ConsentService
 from app.core.deps import (
     ConsentRead,
     SubjectErase,
     SubjectExport,
     request_session,
 )
+from app.core.hot import HotRoute, hot, principal
 from app.core.openapi import model_response, problems
 from app.policies.schemas import KEY_PATTERN
 from app.subjects.service import SubjectExport as SubjectExportOut
 from app.subjects.service import SubjectService
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=HotRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[SubjectService]:
@@ -34,7 +36,23 @@ async def get_service(request: Request) -> AsyncIterator[SubjectService]:
 
 
 ServiceDep = Annotated[SubjectService, Depends(get_service)]
-SubjectId = Annotated[str, Path(min_length=1, max_length=200)]
+SUBJECT_ID_MAX = 200
+SubjectId = Annotated[str, Path(min_length=1, max_length=SUBJECT_ID_MAX)]
+
+
+async def _consents_fast(request: Request) -> Response | None:
+    """`get_subject_consents` without query parameters (app/core/hot.py)."""
+    subject_id = request.path_params.get("subject_id")
+    if request.scope["query_string"] or not isinstance(subject_id, str):
+        return None
+    if not 1 <= len(subject_id) <= SUBJECT_ID_MAX:
+        return None
+    who = principal(request, "consent:read")
+    if who is None:
+        return None
+    async with request_session(request) as session:
+        service = ConsentService(session, request.app.state.clock)
+        return model_response(await service.consents(who, subject_id, None, None))
 
 
 @router.get(
@@ -47,6 +65,7 @@ SubjectId = Annotated[str, Path(min_length=1, max_length=200)]
     "`not_set`. `as_of` answers for a past moment from the ledger, with the justifying events.",
     responses=problems(),
 )
+@hot(_consents_fast)
 async def get_subject_consents(
     subject_id: SubjectId,
     service: ServiceDep,

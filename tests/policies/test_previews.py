@@ -27,8 +27,12 @@ async def test_dsar_preview_gives_dates_and_explanation(
     r = await client.post(
         "/v1/policies/spotrak/deadlines",
         headers=spotrak,
-        json={"kind": "dsar", "type": "access", "received_at": "2027-01-31T10:00:00+01:00",
-              "verified_at": None},
+        json={
+            "kind": "dsar",
+            "type": "access",
+            "received_at": "2027-01-31T10:00:00+01:00",
+            "verified_at": None,
+        },
     )
     assert r.status_code == 200, r.text
     d = r.json()
@@ -98,14 +102,18 @@ async def test_retention_states_in_input_order_with_shared_explanations(
 ) -> None:
     records = [
         {"category": "technical_logs", "collected_at": "2026-03-01T08:00:00Z"},
-        {"category": "business_data", "collected_at": "2024-01-10T08:00:00Z",
-         "events": {"contract_ended": "2026-06-30T17:00:00+02:00"}},
+        {
+            "category": "business_data",
+            "collected_at": "2024-01-10T08:00:00Z",
+            "events": {"contract_ended": "2026-06-30T17:00:00+02:00"},
+        },
         {"category": "business_data", "collected_at": "2024-01-10T08:00:00Z"},
         {"category": "no_such_category", "collected_at": "2024-01-10T08:00:00Z"},
         {"category": "technical_logs", "collected_at": "2026-04-01T08:00:00Z"},
     ]
-    r = await client.post("/v1/policies/spotrak/retention", headers=spotrak,
-                          json={"records": records})
+    r = await client.post(
+        "/v1/policies/spotrak/retention", headers=spotrak, json={"records": records}
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     res = out["results"]
@@ -128,7 +136,8 @@ async def test_retention_over_10000_records_is_refused(
     client: httpx.AsyncClient, spotrak: dict[str, str]
 ) -> None:
     record = {"category": "technical_logs", "collected_at": "2026-03-01T08:00:00Z"}
-    r = await client.post("/v1/policies/spotrak/retention", headers=spotrak,
-                          json={"records": [record] * 10_001})
+    r = await client.post(
+        "/v1/policies/spotrak/retention", headers=spotrak, json={"records": [record] * 10_001}
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == ["body", "records"]
