@@ -13,8 +13,9 @@ from app.audit.service import AuditService
 from app.core.deps import AuditRead, request_session
 from app.core.openapi import problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.core.routing import AppRoute
 
-router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
+router = APIRouter(prefix="/v1/audit-events", tags=["audit"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[AuditService]:

@@ -30,9 +30,10 @@ from app.core.deps import BreachWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.core.routing import AppRoute
 from app.policies.schemas import KEY_PATTERN
 
-router = APIRouter(prefix="/v1/breaches", tags=["breaches"])
+router = APIRouter(prefix="/v1/breaches", tags=["breaches"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[BreachService]:

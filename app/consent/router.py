@@ -24,13 +24,13 @@ from app.consent.schemas import (
 )
 from app.consent.service import ConsentService
 from app.core.deps import ConsentRead, ConsentWrite, request_session
-from app.core.hot import HotRoute, body_as, check_write_limit, hot, principal
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, model_response, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.core.routing import AppRoute, body_as, check_write_limit, hot, principal
 from app.policies.schemas import KEY_PATTERN
 
-router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=HotRoute)
+router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[ConsentService]:

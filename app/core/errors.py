@@ -96,6 +96,26 @@ class Unprocessable(DomainError):
         )
 
 
+class InvalidCharacter(StarletteHTTPException):
+    """U+0000 in a text value: PostgreSQL cannot store it, so it is refused on every backend.
+    An HTTPException so that FastAPI's body parsing re-raises it (anything else raised while
+    it parses a body becomes a 400)."""
+
+    MESSAGE = "U+0000 (NUL) is not accepted in text"
+
+    def __init__(self, loc: list[str | int]) -> None:
+        super().__init__(422, f"{'.'.join(str(p) for p in loc)}: {self.MESSAGE}")
+        self.loc = loc
+
+    def problem(self) -> ProblemResponse:
+        return problem_response(
+            422,
+            "validation_error",
+            str(self.detail),
+            errors=[{"loc": self.loc, "msg": self.MESSAGE, "type": "string_nul"}],
+        )
+
+
 class PreconditionFailed(DomainError):
     status = 412
     code = "precondition_failed"
@@ -234,6 +254,15 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES):
             log.warning("database unavailable", extra={"error": type(exc).__name__})
             return _away()
+        if state in ("22021", "22P05"):
+            # character_not_in_repertoire / untranslatable_character: U+0000 that reached the
+            # database by a path the input checks (core.routing, the middleware) do not cover
+            return problem_response(
+                422,
+                "validation_error",
+                f"A text value holds a character the database cannot store "
+                f"({InvalidCharacter.MESSAGE})",
+            )
         if state == "57014":  # query_canceled: statement_timeout
             log.warning("statement timeout", extra={"error": type(exc).__name__})
             return problem_response(
@@ -270,6 +299,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        if isinstance(exc, InvalidCharacter):
+            return exc.problem()
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else None
         headers = dict(exc.headers) if exc.headers else None

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PROBLEM_MEDIA_TYPE, problem_body, problem_response
+from app.core.errors import PROBLEM_MEDIA_TYPE, InvalidCharacter, problem_body, problem_response
 from app.core.logging import request_id_var
 
 log = logging.getLogger("app.access")
@@ -108,6 +108,10 @@ class RequestContextMiddleware:
 
         declared = _content_length(scope)
         try:
+            nul = _nul_in_target(scope)
+            if nul is not None:
+                await InvalidCharacter([nul]).problem()(scope, _empty_receive, send_wrapper)
+                return
             if declared is not None and declared > self.max_body:
                 await _problem(
                     send_wrapper,
@@ -178,6 +182,15 @@ def _incoming_request_id(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             if 0 < len(text) <= 64 and all(c.isalnum() or c in "-_." for c in text):
                 return str(text)
+    return None
+
+
+def _nul_in_target(scope: Scope) -> str | None:
+    """ "path" or "query" when the request target carries U+0000 (core.routing explains)."""
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    if b"%00" in scope.get("query_string", b""):
+        return "query"
     return None
 
 

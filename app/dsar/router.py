@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from app.core.deps import DsarRead, DsarWrite, request_session
-from app.core.hot import HotRoute, body_as, check_write_limit, hot, principal
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.core.routing import AppRoute, body_as, check_write_limit, hot, principal
 from app.dsar.models import DsarStatus
 from app.dsar.schemas import (
     DsarCreate,
@@ -31,7 +31,7 @@ from app.dsar.schemas import (
 from app.dsar.service import DsarService
 from app.policies.schemas import KEY_PATTERN, Right
 
-router = APIRouter(prefix="/v1/dsars", tags=["dsars"], route_class=HotRoute)
+router = APIRouter(prefix="/v1/dsars", tags=["dsars"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[DsarService]:

@@ -10,11 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.core.errors import problem_response
+from app.core.routing import AppRoute
 from app.events.metrics import refresh
 
 log = logging.getLogger("app.ops")
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], route_class=AppRoute)
 
 
 @router.get("/healthz", operation_id="healthz", summary="The process is up")

@@ -15,6 +15,7 @@ from app.core.deps import PoliciesRead, PoliciesWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.core.routing import AppRoute
 from app.policies.schemas import (
     KEY_PATTERN,
     MINIMAL_EXAMPLE,
@@ -32,7 +33,7 @@ from app.policies.schemas import (
 )
 from app.policies.service import PolicyService, PreviewService
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[PolicyService]:

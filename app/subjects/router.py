@@ -20,13 +20,13 @@ from app.core.deps import (
     SubjectExport,
     request_session,
 )
-from app.core.hot import HotRoute, hot, principal
 from app.core.openapi import model_response, problems
+from app.core.routing import AppRoute, hot, principal
 from app.policies.schemas import KEY_PATTERN
 from app.subjects.service import SubjectExport as SubjectExportOut
 from app.subjects.service import SubjectService
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=HotRoute)
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[SubjectService]:

@@ -13,6 +13,7 @@ from app.core.deps import WebhooksManage, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
+from app.core.routing import AppRoute
 from app.webhooks.models import DeliveryStatus
 from app.webhooks.schemas import (
     WebhookCreate,
@@ -23,7 +24,7 @@ from app.webhooks.schemas import (
 )
 from app.webhooks.service import WebhookService
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=AppRoute)
 
 
 async def get_service(request: Request) -> AsyncIterator[WebhookService]:

@@ -1,10 +1,17 @@
-"""Hot routes: the ordinary request served without FastAPI's per-request dependency solver.
+"""The route class of every router: text that cannot be stored is refused, and the hot routes
+serve the ordinary request without FastAPI's per-request dependency solver.
+
+U+0000. PostgreSQL cannot store it in text or jsonb, so a JSON body carrying it is refused
+with a 422 on every backend (not stored on SQLite and a 500 on PostgreSQL): `AppRequest.json`
+checks the parsed body, and the middleware checks paths and query strings.
+
+Hot routes.
 
 FastAPI resolves every route's dependencies and parameters through a generic solver on each
 request; on the three hottest routes (record a consent event, read the current consent state,
 open a DSAR) that solver was the largest single cost, about a third of the request's CPU.
 
-A route declared with `@hot(handler)` (on a router whose `route_class` is `HotRoute`) first
+A route declared with `@hot(handler)` (on a router whose `route_class` is `AppRoute`) first
 offers the request to `handler`, which does what the declared dependencies would do for the
 ordinary case — the bearer token through the same cached verifier, the same scope check and
 write limiter, the body through the same pydantic model, the same service method — or
@@ -17,6 +24,7 @@ equivalence tests run both ways).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -24,7 +32,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from app.core.errors import DomainError
+from app.core.errors import DomainError, InvalidCharacter
 from app.core.security import KeyConfig, Principal, verify_token
 
 FastHandler = Callable[[Request], Awaitable[Response | None]]
@@ -44,15 +52,45 @@ def hot(handler: FastHandler) -> Callable[[F], F]:
     return mark
 
 
-class HotRoute(APIRoute):
+class AppRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            data = json.loads(body)
+            if b"\\u0000" in body:  # the only way JSON can carry U+0000
+                where = nul_location(data)
+                if where is not None:
+                    raise InvalidCharacter(["body", *where])
+            self._json = data
+        return self._json
+
+
+def nul_location(data: Any) -> list[str | int] | None:
+    """Where U+0000 first occurs in parsed JSON (a key or a string value), or None."""
+    stack: list[tuple[list[str | int], Any]] = [([], data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return loc
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if "\x00" in key:
+                    return [*loc, key]
+                stack.append(([*loc, key], item))
+        elif isinstance(value, list):
+            stack.extend(([*loc, i], item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
+class AppRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         declared = super().get_route_handler()
         fast = _HANDLERS.get(self.endpoint)
-        if fast is None:
-            return declared
 
         async def handler(request: Request) -> Response:
-            if request.app.state.settings.fast_paths:
+            request = AppRequest(request.scope, request.receive)
+            if fast is not None and request.app.state.settings.fast_paths:
                 response = await fast(request)
                 if response is not None:
                     return response
