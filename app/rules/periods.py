@@ -115,7 +115,10 @@ def add_period(
         # (12:00 CET + 24 h across the spring change would give 12:00 CEST, 23 real hours)
         return instant.astimezone(UTC) + timedelta(hours=period.value)
     zone_ = zone(tz) if isinstance(tz, str) else tz
-    local = instant.astimezone(zone_)
+    # through UTC: `astimezone` to the zone the value already carries returns it unchanged, and
+    # a wall time inside a spring gap (00:00 in Casablanca on 2008-06-01) is not the local
+    # reading of its instant (01:00 there). Found by the retention property test.
+    local = instant.astimezone(UTC).astimezone(zone_)
     end = add_to_date(local.date(), period, calendar).end
     # the same wall-clock time, on the same side of a repeated (autumn) hour as the start
     return local_wall_time(end, local.time().replace(tzinfo=None), zone_)

@@ -424,3 +424,17 @@ def test_retention_expiry_equals_add_period_for_every_record(
     for t, result in zip(batch, out["results"], strict=True):
         assert result["expires_at"] == add_period(t, keep, zone_, work)
         assert result["expires_at"].tzinfo is UTC
+
+
+def test_a_wall_time_inside_a_spring_gap_counts_from_its_instant() -> None:
+    """Regression (found by the property above): Morocco moved its clocks from 00:00 to 01:00
+    on 2008-06-01, so 00:00 that day in Casablanca is the instant 00:00 UTC, read locally as
+    01:00. One day later is 01:00 local on 2 June, whichever way the instant is written."""
+    casablanca = ZoneInfo("Africa/Casablanca")
+    in_gap = datetime(2008, 6, 1, 0, 0, tzinfo=casablanca)
+    as_utc = datetime(2008, 6, 1, 0, 0, tzinfo=UTC)
+    # (PEP 495: a time inside a gap never compares equal across zones; compare the instants)
+    assert in_gap.astimezone(UTC) == as_utc
+    expected = datetime(2008, 6, 2, 0, 0, tzinfo=UTC)  # 01:00 WEST (UTC+1)
+    assert add_period(in_gap, Period(1, "days"), casablanca) == expected
+    assert add_period(as_utc, Period(1, "days"), casablanca) == expected
