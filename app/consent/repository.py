@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from pydantic_core import to_json
 from sqlalchemy import (
     and_,
     delete,
@@ -47,6 +48,7 @@ from app.core.db import is_postgres
 from app.core.idempotency import IdempotencyRecord
 from app.core.rawpg import raw_pool
 from app.events.models import OutboxEvent
+from app.policies.cache import PURPOSES, PurposeRow
 from app.policies.models import PolicyVersion
 
 
@@ -63,6 +65,15 @@ class NewEvent:
     proof: dict[str, Any] | None
     gpc: bool
     expires_at: datetime | None
+    # Their text forms, computed once: the PostgreSQL write sends each in up to four documents.
+    id_text: str = field(init=False)
+    occurred_text: str = field(init=False)
+    expires_text: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.id_text = str(self.id)
+        self.occurred_text = self.occurred_at.isoformat()
+        self.expires_text = self.expires_at.isoformat() if self.expires_at is not None else None
 
     @property
     def state_key(self) -> tuple[str, str, str]:
@@ -95,12 +106,12 @@ def winners(events: Sequence[NewEvent]) -> list[NewEvent]:
 
 def audit_data(e: NewEvent) -> dict[str, Any]:
     return {
-        "id": str(e.id),
+        "id": e.id_text,
         "policy_key": e.policy_key,
         "policy_version": e.policy_version,
         "purpose": e.purpose,
         "action": e.action,
-        "occurred_at": e.occurred_at.isoformat(),
+        "occurred_at": e.occurred_text,
         "gpc": e.gpc,
     }
 
@@ -108,14 +119,19 @@ def audit_data(e: NewEvent) -> dict[str, Any]:
 def changed_data(e: NewEvent) -> dict[str, Any]:
     """`consent.changed`: the event that now decides the state (fetch its receipt for more)."""
     return {
-        "event_id": str(e.id),
+        "event_id": e.id_text,
         "policy_key": e.policy_key,
         "policy_version": e.policy_version,
         "purpose": e.purpose,
         "state": e.action,
-        "since": e.occurred_at.isoformat(),
-        "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+        "since": e.occurred_text,
+        "expires_at": e.expires_text,
     }
+
+
+def _json(value: Any) -> str:
+    # pydantic-core's encoder: about four times json.dumps on a batch's documents
+    return to_json(value).decode()
 
 
 # The whole write travels as four JSON documents (events, winning states, audit data, outbox
@@ -201,6 +217,14 @@ WHERE tenant = :tenant AND subject_id = :subject_id
 )
 
 
+_PG_STATES_OF_SUBJECT = text(
+    """
+SELECT policy_key, purpose, state, since, expires_at, event_id FROM consent_state
+WHERE tenant = :tenant AND subject_id = :subject_id
+"""
+)
+
+
 class StateRow(NamedTuple):
     policy_key: str
     purpose: str
@@ -243,24 +267,21 @@ class ConsentRepository:
         top: Sequence[NewEvent],
         idem: IdemRow | None,
     ) -> set[uuid.UUID]:
-        def when(value: datetime | None) -> str | None:
-            return value.isoformat() if value is not None else None
-
         params: dict[str, Any] = {
             "tenant": tenant,
             "actor": actor,
             "recorded_at": recorded_at,
-            "events": json.dumps(
+            "events": _json(
                 [
                     {
-                        "id": str(e.id),
+                        "id": e.id_text,
                         "policy_key": e.policy_key,
                         "policy_version": e.policy_version,
                         "subject_id": e.subject_id,
                         "purpose": e.purpose,
                         "action": e.action,
-                        "occurred_at": e.occurred_at.isoformat(),
-                        "expires_at": when(e.expires_at),
+                        "occurred_at": e.occurred_text,
+                        "expires_at": e.expires_text,
                         "source": e.source,
                         "proof": e.proof,
                         "gpc": e.gpc,
@@ -268,22 +289,22 @@ class ConsentRepository:
                     for e in events
                 ]
             ),
-            "states": json.dumps(
+            "states": _json(
                 [
                     {
                         "subject_id": e.subject_id,
                         "policy_key": e.policy_key,
                         "purpose": e.purpose,
                         "state": e.action,
-                        "since": e.occurred_at.isoformat(),
-                        "event_id": str(e.id),
-                        "expires_at": when(e.expires_at),
+                        "since": e.occurred_text,
+                        "event_id": e.id_text,
+                        "expires_at": e.expires_text,
                     }
                     for e in top
                 ]
             ),
-            "audit": json.dumps([{"id": str(e.id), "data": audit_data(e)} for e in events]),
-            "outbox": json.dumps([{"event_id": str(e.id), "data": changed_data(e)} for e in top]),
+            "audit": _json([{"id": e.id_text, "data": audit_data(e)} for e in events]),
+            "outbox": _json([{"event_id": e.id_text, "data": changed_data(e)} for e in top]),
         }
         stmt = _PG_APPEND
         if idem is not None:
@@ -293,7 +314,7 @@ class ConsentRepository:
                 i_key=idem.key,
                 i_hash=idem.request_hash,
                 i_status=idem.status_code,
-                i_body=json.dumps(idem.body),
+                i_body=_json(idem.body),
                 i_location=idem.location,
                 i_event=idem.current_flag_for,
             )
@@ -432,22 +453,29 @@ class ConsentRepository:
 
     async def purposes_and_states(
         self, tenant: str, subject_id: str, policy_key: str | None
-    ) -> tuple[list[tuple[str, int, datetime, Any]], Sequence[Any]]:
+    ) -> tuple[list[PurposeRow], Sequence[Any]]:
         """`policy_purposes` and `states` together; on PostgreSQL in one statement on the bare
-        pool. States come as rows with policy_key, purpose, state, since, expires_at and
-        event_id."""
+        pool, or only the subject's rows when the tenant's purposes are cached
+        (policies.cache.PURPOSES). States come as rows with policy_key, purpose, state, since,
+        expires_at and event_id."""
         pool = raw_pool(self.session)
+        cached = PURPOSES.get(tenant) if policy_key is None else None
         if pool is None:
-            return (
-                await self.policy_purposes(tenant, policy_key),
-                await self.states(tenant, subject_id, policy_key),
+            rows = list(cached or await self.policy_purposes(tenant, policy_key))
+            if policy_key is None:
+                PURPOSES.put(tenant, rows)
+            return rows, await self.states(tenant, subject_id, policy_key)
+        if cached is not None:  # the subject's rows only: the same query as a bare endpoint's
+            records = await rawpg.fetch(
+                pool, _PG_STATES_OF_SUBJECT, {"tenant": tenant, "subject_id": subject_id}
             )
+            return list(cached), [StateRow(*r) for r in records]
         records = await rawpg.fetch(
             pool,
             _PG_PURPOSES_AND_STATES,
             {"tenant": tenant, "subject_id": subject_id, "policy_key": policy_key},
         )
-        versions: list[tuple[str, int, datetime, Any]] = []
+        versions: list[PurposeRow] = []
         states: list[StateRow] = []
         for r in records:
             if r["kind"] == "v":
@@ -464,6 +492,8 @@ class ConsentRepository:
                         r["event_id"],
                     )
                 )
+        if policy_key is None:
+            PURPOSES.put(tenant, versions)
         return versions, states
 
     async def state(

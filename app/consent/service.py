@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -28,6 +28,8 @@ from app.consent.schemas import (
     ConsentEventIn,
     ConsentEventOut,
     ConsentReceipt,
+    ItemProblem,
+    StateName,
     SubjectConsents,
 )
 from app.core.clock import Clock
@@ -94,12 +96,12 @@ def to_out(ev: ConsentEvent) -> ConsentEventOut:
     )
 
 
-def state_name(state: ConsentAction | str, expires_at: datetime | None, at: datetime) -> str:
+def state_name(state: ConsentAction | str, expires_at: datetime | None, at: datetime) -> StateName:
     """A grant past its `expires_after` reads as `expired` (nothing is written when it lapses)."""
     value = ConsentAction(state).value
     if value == "granted" and expires_at is not None and expires_at <= at:
         return "expired"
-    return value
+    return cast(StateName, value)  # the three actions are three of the state names
 
 
 def expiry(purpose: dict[str, Any], action: str, occurred_at: datetime, tz: str) -> datetime | None:
@@ -290,7 +292,8 @@ class ConsentService:
             current = await self.repo.append(who.tenant, who.sub, now, valid)
             for i, new in enumerate(events):
                 if new is not None:
-                    results[i] = ConsentEventCreated(
+                    # built from values already validated and typed: no second validation
+                    results[i] = ConsentEventCreated.model_construct(
                         id=new.id,
                         policy_key=new.policy_key,
                         policy_version=new.policy_version,
@@ -308,8 +311,12 @@ class ConsentService:
                         gpc_applied=[],
                         gpc_event_ids=[],
                     )
-            out = ConsentBatchOut(
-                results=results, recorded=len(valid), rejected=len(items) - len(valid)
+            out = ConsentBatchOut.model_construct(
+                results=[
+                    r if isinstance(r, ConsentEventCreated) else ItemProblem(**r) for r in results
+                ],
+                recorded=len(valid),
+                rejected=len(items) - len(valid),
             )
             if idem.key is not None:
                 idem.remember(200, out.model_dump(mode="json"), None, at=now)
@@ -422,7 +429,7 @@ class ConsentService:
                 found = current.get((key, p["key"]))
                 if found is None:
                     entries.append(
-                        ConsentEntry(
+                        ConsentEntry.model_construct(
                             policy_key=key,
                             purpose=p["key"],
                             state="not_set",
@@ -436,7 +443,7 @@ class ConsentService:
                 state, since, expires_at, event_id = found
                 justifying.add(event_id)
                 entries.append(
-                    ConsentEntry(
+                    ConsentEntry.model_construct(
                         policy_key=key,
                         purpose=p["key"],
                         state=state_name(state, expires_at, at),
@@ -454,7 +461,8 @@ class ConsentService:
                     key=lambda e: (e.occurred_at, e.id),
                 )
             ]
-        return SubjectConsents(
+        # built from stored, typed values: constructed, not validated again
+        return SubjectConsents.model_construct(
             subject_id=subject_id, as_of=as_of, consents=entries, events=evidence
         )
 

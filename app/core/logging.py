@@ -3,12 +3,13 @@ subject identifier or an e-mail (subject ids travel in paths, so paths are not l
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -31,10 +32,16 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
-        return json.dumps(entry, default=str)
+        # pydantic-core's encoder (a quarter of json.dumps' time): one line per request
+        return to_json(entry, fallback=str).decode()
 
 
 def configure_logging(level: str = "INFO") -> None:
+    # No line carries thread or process names: do not collect them for every record
+    # (the logging HOWTO's "Optimization" switches).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -62,6 +62,7 @@ class Metrics:
             "Breach incidents with a required notification past its due instant",
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         # Counted by the worker running in this process (if any).
         self.webhook_attempts = Counter(
             "webhook_delivery_attempts",
@@ -69,6 +70,20 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # The labelled children are looked up once per (method, route, status): `labels()`
+        # takes a lock and builds its key on every call.
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _TooLarge(StarletteHTTPException):
@@ -163,8 +178,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, route, str(status["code"])).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.observe_request(method, route, status["code"], elapsed)
             log.info(
                 "request",
                 extra={

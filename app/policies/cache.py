@@ -1,4 +1,5 @@
-"""A process-wide cache of policy versions, for the write paths of the other domains.
+"""Process-wide caches of policy versions, for the write paths of the other domains (and,
+for the consent-state read, of every tenant's consent purposes).
 
 Every DSAR, consent event and breach records the policy version in force at its own instant;
 looking that up used to cost a query (and decoding the resolved rules) on every write.
@@ -85,3 +86,46 @@ class PolicyVersionCache:
 
 
 VERSIONS = PolicyVersionCache()
+
+
+# (policy_key, version, effective_at, consent_purposes) for every version of a tenant's policies
+PurposeRow = tuple[str, int, datetime, Any]
+
+
+class TenantPurposesCache:
+    """Every version of every policy of a tenant, with its consent purposes: what the
+    current-state read needs besides the subject's own rows. Same lifetime rules as
+    `PolicyVersionCache`: dropped at once when this process creates or publishes a policy of
+    the tenant, refreshed after `TTL_SECONDS` otherwise (so another process's new policy or
+    version shows in this process's reads within that time). A tenant without policies is
+    never cached."""
+
+    def __init__(self, ttl: float = TTL_SECONDS, max_tenants: int = MAX_POLICIES) -> None:
+        self.ttl = ttl
+        self.max_tenants = max_tenants
+        self._entries: OrderedDict[str, tuple[float, tuple[PurposeRow, ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str) -> tuple[PurposeRow, ...] | None:
+        with self._lock:
+            entry = self._entries.get(tenant)
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            self._entries.move_to_end(tenant)
+            return entry[1]
+
+    def put(self, tenant: str, rows: Sequence[PurposeRow]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._entries[tenant] = (time.monotonic() + self.ttl, tuple(rows))
+            self._entries.move_to_end(tenant)
+            while len(self._entries) > self.max_tenants:
+                self._entries.popitem(last=False)
+
+    def invalidate(self, tenant: str) -> None:
+        with self._lock:
+            self._entries.pop(tenant, None)
+
+
+PURPOSES = TenantPurposesCache()

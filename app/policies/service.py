@@ -19,7 +19,7 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.pagination import decode_int_cursor, decode_key_cursor, encode_cursor
 from app.core.security import Principal
-from app.policies.cache import VERSIONS, VersionSnapshot, in_force
+from app.policies.cache import PURPOSES, VERSIONS, VersionSnapshot, in_force
 from app.policies.models import Policy, PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.schemas import (
@@ -191,6 +191,7 @@ class PolicyService:
             read = to_read(version, in_force=True)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/policies/{body.key}", at=now)
             await self.session.commit()
+            PURPOSES.invalidate(who.tenant)
             return read
 
     async def publish(self, who: Principal, key: str, body: PolicyPublish) -> PolicyRead:
@@ -228,6 +229,7 @@ class PolicyService:
         in_force = version.effective_at <= now
         await self.session.commit()
         VERSIONS.invalidate(who.tenant, key)
+        PURPOSES.invalidate(who.tenant)
         return to_read(version, in_force=in_force)
 
     async def _policy(self, who: Principal, key: str) -> Policy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -241,3 +242,31 @@ def _event_body() -> dict[str, Any]:
     from tests.consent.helpers import event
 
     return event()
+
+
+async def test_new_policies_and_versions_show_in_the_next_read(
+    client: httpx.AsyncClient, spotrak: dict[str, str], clock: MutableClock
+) -> None:
+    """The tenant's purposes are cached for the read (policies.cache.PURPOSES): creating or
+    publishing a policy in this process drops the entry at once."""
+
+    async def purposes() -> list[tuple[str, str]]:
+        r = await client.get("/v1/subjects/user-42/consents", headers=spotrak)
+        assert r.status_code == 200, r.text
+        return [(c["policy_key"], c["purpose"]) for c in r.json()["consents"]]
+
+    spotrak_purposes = [("spotrak", p) for p in PURPOSES]
+    assert await purposes() == spotrak_purposes  # now cached
+    other = consent_policy("zeta")
+    other["consent_purposes"] = [other["consent_purposes"][0]]
+    r = await client.post("/v1/policies", headers=spotrak, json=other)
+    assert r.status_code == 201, r.text
+    zeta = [("zeta", "audience_cookies")]
+    assert await purposes() == spotrak_purposes + zeta
+    v2 = consent_policy("zeta")  # zeta v2: three purposes, in force after the change notice
+    r = await client.put("/v1/policies/zeta", headers=spotrak, json=v2)
+    assert r.status_code == 201, r.text
+    effective_at = r.json()["effective_at"]
+    assert await purposes() == spotrak_purposes + zeta  # v1 still governs
+    clock.pinned = datetime.fromisoformat(effective_at)
+    assert await purposes() == spotrak_purposes + [("zeta", p) for p in PURPOSES]
