@@ -22,6 +22,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import Metrics, RequestContextMiddleware
 from app.core.ratelimit import WriteLimiter
 from app.core.rawpg import create_raw_pool
+from app.core.routing import HotPaths
 from app.core.security import load_key_config
 from app.dsar.router import router as dsar_router
 from app.ops.router import router as ops_router
@@ -118,6 +119,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(webhooks_router)
     app.include_router(audit_router)
     app.include_router(ops_router)
+    # Middleware is added innermost first: the hot routes' handlers (app/core/routing.py) run
+    # inside CORS and the request context, like every route.
+    app.add_middleware(HotPaths, api=app)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

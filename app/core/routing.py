@@ -8,35 +8,45 @@ checks the parsed body, and the middleware checks paths and query strings.
 Hot routes.
 
 FastAPI resolves every route's dependencies and parameters through a generic solver on each
-request; on the three hottest routes (record a consent event, read the current consent state,
-open a DSAR) that solver was the largest single cost, about a third of the request's CPU.
+request, after several layers of middleware, exception wrapping and route matching; on the
+three hottest routes (record a consent event, read the current consent state, open a DSAR)
+that machinery was most of the request's CPU, more than the database round trip.
 
-A route declared with `@hot(handler)` (on a router whose `route_class` is `AppRoute`) first
-offers the request to `handler`, which does what the declared dependencies would do for the
-ordinary case — the bearer token through the same cached verifier, the same scope check and
-write limiter, the body through the same pydantic model, the same service method — or
-returns None, having changed nothing, for anything else: no or a bad token, a missing scope,
-a body the model rejects, a header or query parameter it does not handle. FastAPI then
-serves the request exactly as declared, so every error response comes from one code path,
-and the OpenAPI document is the declared route's. `FAST_PATHS=false` turns this off (the
-equivalence tests run both ways).
+A route declared with `@hot(handler)` (on a router whose `route_class` is `AppRoute`) is
+served first by `handler`, called by `HotPaths` (an ASGI layer just inside the request-context
+middleware, so request ids, access log, metrics, body limit and deadline all apply) for a
+request whose method and path match the declared route. The handler does what the declared
+dependencies would do for the ordinary case — the bearer token through the same cached
+verifier, the same scope check and write limiter, the body through the same pydantic model,
+the same service method — or returns None, having changed nothing, for anything else: no or
+a bad token, a missing scope, a body the model rejects, a header or query parameter it does
+not handle. FastAPI then serves the request exactly as declared (the body replayed), so every
+error response of validation or auth comes from one code path, and the OpenAPI document is the
+declared route's. An exception the handler raises (a domain error, a database outage) is
+answered by the app's own exception handlers, as FastAPI would. `FAST_PATHS=false` turns this
+off (the equivalence tests run both ways).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import DomainError, InvalidCharacter
 from app.core.security import KeyConfig, Principal, verify_token
 
 FastHandler = Callable[[Request], Awaitable[Response | None]]
 _HANDLERS: dict[Callable[..., Any], FastHandler] = {}
+# (method, declared route, its handler) for every hot route, in declaration order
+_HOT_ROUTES: list[tuple[str, APIRoute, FastHandler]] = []
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
@@ -53,6 +63,14 @@ def hot(handler: FastHandler) -> Callable[[F], F]:
 
 
 class AppRequest(Request):
+    received: bytes | None = None
+
+    async def body(self) -> bytes:
+        # kept here (not only in Starlette's private cache) so that HotPaths can replay it
+        if self.received is None:
+            self.received = await super().body()
+        return self.received
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
@@ -84,19 +102,93 @@ def nul_location(data: Any) -> list[str | int] | None:
 
 
 class AppRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        fast = _HANDLERS.get(endpoint)
+        if fast is not None:
+            for method in sorted(self.methods or ()):
+                _HOT_ROUTES.append((method, self, fast))
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         declared = super().get_route_handler()
-        fast = _HANDLERS.get(self.endpoint)
 
         async def handler(request: Request) -> Response:
-            request = AppRequest(request.scope, request.receive)
-            if fast is not None and request.app.state.settings.fast_paths:
-                response = await fast(request)
-                if response is not None:
-                    return response
-            return await declared(request)
+            return await declared(AppRequest(request.scope, request.receive))
 
         return handler
+
+
+class HotPaths:
+    """The ASGI layer that offers a request to its hot route's handler first (module
+    docstring). Added as the innermost user middleware, with the FastAPI app."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.api.state.settings.fast_paths:
+            hit = _match(scope)
+            if hit is not None:
+                route, fast, params = hit
+                scope["route"] = route  # the route template, for the access log and metrics
+                scope["path_params"] = params
+                request = AppRequest(scope, receive)
+                try:
+                    response = await fast(request)
+                except Exception as exc:
+                    response = await self._answer(request, exc)
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
+                receive = _replaying(request.received, receive)
+        await self.app(scope, receive, send)
+
+    async def _answer(self, request: Request, exc: Exception) -> Response:
+        """The app's exception handler for `exc`, looked up as Starlette does (status code
+        first for HTTP exceptions, then the class hierarchy); none → raised on."""
+        handlers = self.api.exception_handlers
+        handler = None
+        if isinstance(exc, StarletteHTTPException):
+            handler = handlers.get(exc.status_code)
+        if handler is None:
+            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+        if handler is None:
+            raise exc
+        response = handler(request, exc)
+        if inspect.isawaitable(response):
+            response = await response
+        return response
+
+
+def _match(scope: Scope) -> tuple[APIRoute, FastHandler, dict[str, Any]] | None:
+    method, path = scope["method"], scope["path"]
+    for wanted, route, fast in _HOT_ROUTES:
+        if wanted != method:
+            continue
+        found = route.path_regex.match(path)
+        if found is not None:
+            convert = route.param_convertors
+            params = {k: convert[k].convert(v) for k, v in found.groupdict().items()}
+            return route, fast, params
+    return None
+
+
+def _replaying(body: bytes | None, receive: Receive) -> Receive:
+    """`receive` for the declared route after a hot handler read the body: the body again,
+    then whatever the server sends next (a disconnect)."""
+    if body is None:
+        return receive
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def principal(request: Request, *scopes: str) -> Principal | None:

@@ -9,6 +9,7 @@ fast handlers took and which they left to FastAPI.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -280,3 +281,51 @@ async def test_the_write_limit_applies_on_the_fast_path(
     assert r.status_code == 429
     assert r.headers["content-type"] == "application/problem+json"
     assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_hot_requests_are_logged_and_counted_by_their_route_template(
+    client: httpx.AsyncClient,
+    clock: MutableClock,
+    tenant: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    auth = auth_headers(tenant)
+    clock.pinned = POLICY_AT
+    assert (
+        await client.post("/v1/policies", headers=auth, json=consent_policy())
+    ).status_code == 201
+    clock.pinned = NOW
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        r = await client.get("/v1/subjects/someone-identifiable/consents", headers=auth)
+    assert r.status_code == 200
+    assert r.headers["x-request-id"]
+    lines = [rec for rec in caplog.records if rec.name == "app.access"]
+    assert [
+        (rec.__dict__["route"], rec.__dict__["tenant"], rec.__dict__["status"]) for rec in lines
+    ] == [("/v1/subjects/{subject_id}/consents", tenant, 200)]
+    assert all("someone-identifiable" not in rec.getMessage() for rec in caplog.records)
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/v1/subjects/{subject_id}/consents",status="200"' in metrics
+
+
+async def test_hot_routes_answer_cors_like_every_route(
+    database_url: str, clock: MutableClock, tenant: str
+) -> None:
+    app = create_app(make_settings(database_url, cors_origins="https://app.example"), clock=clock)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            auth = {**auth_headers(tenant), "Origin": "https://app.example"}
+            clock.pinned = POLICY_AT
+            assert (
+                await c.post("/v1/policies", headers=auth, json=consent_policy())
+            ).status_code == 201
+            clock.pinned = NOW
+            hot = await c.post("/v1/consent-events", headers=auth, json=event())
+            declared = await c.get("/v1/policies", headers=auth)
+            head = await c.head("/v1/subjects/user-42/consents", headers=auth)
+    assert hot.status_code == 201
+    assert hot.headers["access-control-allow-origin"] == "https://app.example"
+    assert declared.headers["access-control-allow-origin"] == "https://app.example"
+    assert head.status_code in (200, 405)  # HEAD is FastAPI's to answer, not a hot handler's
