@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import ColumnElement, TextClause, and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +46,12 @@ VALUES (:t_tenant, 'dsar.created', CAST(:facts AS jsonb), :e_at)
 
 
 _PG_CREATE = _insert_sql()
+# (attribute, parameter) for every ticket column, in table order
+_TICKET_COLUMNS = [(c.key, f"t_{c.name}") for c in DsarTicket.__table__.columns]
+
+
+def _json(value: Any) -> str:
+    return to_json(value).decode()
 
 
 class DsarRepository:
@@ -61,21 +67,21 @@ class DsarRepository:
     ) -> None:
         """The whole creation in one statement on the bare pool (app/core/rawpg.py)."""
         params: dict[str, Any] = {}
-        for column in DsarTicket.__table__.columns:
-            value = getattr(ticket, column.key)
-            if column.name == "explanation":
-                value = json.dumps(value)
+        for key, name in _TICKET_COLUMNS:
+            value = getattr(ticket, key)
+            if name == "t_explanation":
+                value = _json(value)
             elif isinstance(value, enum.Enum):
                 value = value.value
-            params[f"t_{column.name}"] = value
+            params[name] = value
         params.update(
             e_id=event["id"],
             e_at=event["at"],
             e_actor=event["actor"],
             e_kind=event["kind"],
-            e_data=json.dumps(event["data"]),
+            e_data=_json(event["data"]),
             a_object_id=str(ticket.id),
-            facts=json.dumps(facts),
+            facts=_json(facts),
         )
         await rawpg.fetch(pool, _PG_CREATE, params)
 
