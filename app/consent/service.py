@@ -28,7 +28,6 @@ from app.consent.schemas import (
     ConsentEventIn,
     ConsentEventOut,
     ConsentReceipt,
-    ItemProblem,
     StateName,
     SubjectConsents,
 )
@@ -119,6 +118,20 @@ def _lapse(occurred_at: datetime, value: int, unit: str, tz: str) -> datetime:
     return expires
 
 
+def _purposes_of(pv: VersionSnapshot) -> dict[str, dict[str, Any]]:
+    """The version's consent purposes by key, built once per (immutable) snapshot."""
+    found = _PURPOSES_OF.get(id(pv))
+    if found is None or found[0] is not pv:
+        found = (pv, {p["key"]: p for p in pv.resolved.get("consent_purposes") or []})
+        _PURPOSES_OF[id(pv)] = found
+        if len(_PURPOSES_OF) > 4096:
+            _PURPOSES_OF.pop(next(iter(_PURPOSES_OF)))
+    return found[1]
+
+
+_PURPOSES_OF: dict[int, tuple[VersionSnapshot, dict[str, dict[str, Any]]]] = {}
+
+
 class ConsentService:
     def __init__(self, session: Any, clock: Clock) -> None:
         self.session = session
@@ -134,7 +147,7 @@ class ConsentService:
         occurred_at: datetime,
         gpc: bool,
     ) -> list[NewEvent]:
-        purposes = {p["key"]: p for p in pv.resolved.get("consent_purposes") or []}
+        purposes = _purposes_of(pv)
         purpose = purposes.get(body.purpose)
         if purpose is None:
             defined = list(purposes)
@@ -194,9 +207,11 @@ class ConsentService:
         occurred_at = (body.occurred_at or now).astimezone(UTC)
         if occurred_at > now + CLOCK_SKEW:
             raise ConsentInvalid.at(["body", "occurred_at"], "an event cannot occur in the future")
-        payload = body.model_dump(mode="json", exclude_unset=True)
-        if gpc:
-            payload["sec_gpc"] = True  # the header changes the outcome: part of the request
+        payload: dict[str, Any] | None = None
+        if idempotency_key is not None:  # the request as the key remembers it
+            payload = body.model_dump(mode="json", exclude_unset=True)
+            if gpc:
+                payload["sec_gpc"] = True  # the header changes the outcome: part of the request
         async with idempotent(
             self.session, who.tenant, "recordConsentEvent", idempotency_key, payload
         ) as idem:
@@ -269,13 +284,18 @@ class ConsentService:
             by_key = {key: await policies.snapshots(who.tenant, key) for key in keys}
             events: list[NewEvent | None] = []
             results: list[Any] = []
+            in_force_at: dict[tuple[str, datetime], VersionSnapshot | None] = {}
             for i, slot in enumerate(slots):
                 if not isinstance(slot, ConsentEventIn):
                     events.append(None)
                     results.append(slot)
                     continue
                 occurred_at = (slot.occurred_at or now).astimezone(UTC)
-                pv = in_force(by_key[slot.policy_key], occurred_at)
+                # most items share a policy and an instant (now): one lookup for all of them
+                governing = (slot.policy_key, occurred_at)
+                if governing not in in_force_at:
+                    in_force_at[governing] = in_force(by_key[slot.policy_key], occurred_at)
+                pv = in_force_at[governing]
                 try:
                     if pv is None:
                         raise UnknownPolicy(
@@ -292,8 +312,7 @@ class ConsentService:
             current = await self.repo.append(who.tenant, who.sub, now, valid)
             for i, new in enumerate(events):
                 if new is not None:
-                    # built from values already validated and typed: no second validation
-                    results[i] = ConsentEventCreated.model_construct(
+                    results[i] = ConsentEventCreated(
                         id=new.id,
                         policy_key=new.policy_key,
                         policy_version=new.policy_version,
@@ -311,12 +330,8 @@ class ConsentService:
                         gpc_applied=[],
                         gpc_event_ids=[],
                     )
-            out = ConsentBatchOut.model_construct(
-                results=[
-                    r if isinstance(r, ConsentEventCreated) else ItemProblem(**r) for r in results
-                ],
-                recorded=len(valid),
-                rejected=len(items) - len(valid),
+            out = ConsentBatchOut(
+                results=results, recorded=len(valid), rejected=len(items) - len(valid)
             )
             if idem.key is not None:
                 idem.remember(200, out.model_dump(mode="json"), None, at=now)
@@ -429,7 +444,7 @@ class ConsentService:
                 found = current.get((key, p["key"]))
                 if found is None:
                     entries.append(
-                        ConsentEntry.model_construct(
+                        ConsentEntry(
                             policy_key=key,
                             purpose=p["key"],
                             state="not_set",
@@ -443,7 +458,7 @@ class ConsentService:
                 state, since, expires_at, event_id = found
                 justifying.add(event_id)
                 entries.append(
-                    ConsentEntry.model_construct(
+                    ConsentEntry(
                         policy_key=key,
                         purpose=p["key"],
                         state=state_name(state, expires_at, at),
@@ -461,8 +476,7 @@ class ConsentService:
                     key=lambda e: (e.occurred_at, e.id),
                 )
             ]
-        # built from stored, typed values: constructed, not validated again
-        return SubjectConsents.model_construct(
+        return SubjectConsents(
             subject_id=subject_id, as_of=as_of, consents=entries, events=evidence
         )
 

@@ -116,10 +116,10 @@ async def idempotent(
     session: AsyncSession, tenant: str, operation: str, raw_key: str | None, payload: Any
 ) -> AsyncIterator[Idempotent]:
     key = normalise_key(raw_key) if raw_key is not None else None
-    state = Idempotent(session, tenant, operation, key, body_hash(payload))
-    if key is None:
-        yield state
+    if key is None:  # nothing to remember or replay: the body is not even hashed
+        yield Idempotent(session, tenant, operation, None, "")
         return
+    state = Idempotent(session, tenant, operation, key, body_hash(payload))
     marker = (tenant, operation, key)
     is_pg = is_postgres(session)
     if is_pg:

@@ -168,7 +168,11 @@ class DsarService:
             raise DsarInvalid.at(
                 ["body", "received_at"], "a request cannot be received in the future"
             )
-        payload = body.model_dump(mode="json", exclude_unset=True)
+        payload = (
+            body.model_dump(mode="json", exclude_unset=True)
+            if idempotency_key is not None
+            else None
+        )
         async with idempotent(
             self.session, who.tenant, "createDsar", idempotency_key, payload
         ) as idem:
