@@ -8,6 +8,7 @@ forward in one statement (PostgreSQL). Reads of the current state never scan his
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -309,27 +310,37 @@ class ConsentService:
                 events.append(ev)
                 results.append(None)
             valid = [e for e in events if e is not None]
-            current = await self.repo.append(who.tenant, who.sub, now, valid)
-            for i, new in enumerate(events):
-                if new is not None:
-                    results[i] = ConsentEventCreated(
-                        id=new.id,
-                        policy_key=new.policy_key,
-                        policy_version=new.policy_version,
-                        subject_id=new.subject_id,
-                        purpose=new.purpose,
-                        action=ConsentAction(new.action),
-                        occurred_at=new.occurred_at,
-                        recorded_at=now,
-                        expires_at=new.expires_at,
-                        source=new.source,
-                        proof=new.proof,
-                        gpc=False,
-                        erased=False,
-                        became_current=new.id in current,
-                        gpc_applied=[],
-                        gpc_event_ids=[],
-                    )
+            # The statement goes out first; the result models are built while the database
+            # runs it (a thousand models take a few milliseconds), then marked.
+            writing = asyncio.ensure_future(self.repo.append(who.tenant, who.sub, now, valid))
+            await asyncio.sleep(0)  # let the write send its statement
+            recorded: list[ConsentEventCreated] = []
+            try:
+                for i, new in enumerate(events):
+                    if new is not None:
+                        results[i] = model = ConsentEventCreated(
+                            id=new.id,
+                            policy_key=new.policy_key,
+                            policy_version=new.policy_version,
+                            subject_id=new.subject_id,
+                            purpose=new.purpose,
+                            action=ConsentAction(new.action),
+                            occurred_at=new.occurred_at,
+                            recorded_at=now,
+                            expires_at=new.expires_at,
+                            source=new.source,
+                            proof=new.proof,
+                            gpc=False,
+                            erased=False,
+                            became_current=False,
+                            gpc_applied=[],
+                            gpc_event_ids=[],
+                        )
+                        recorded.append(model)
+            finally:
+                current = await writing  # never left running, whatever happened above
+            for model in recorded:
+                model.became_current = model.id in current
             out = ConsentBatchOut(
                 results=results, recorded=len(valid), rejected=len(items) - len(valid)
             )
