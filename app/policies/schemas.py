@@ -182,6 +182,9 @@ class CalendarOut(_Out):
     categories: list[str]
     observed: bool
     extra_holidays: list[str]
+    excluded_holidays: list[str] = Field(
+        default=[], description="Days the holiday package lists that the statute does not"
+    )
     non_business_days: list[str]
     roll_forward_on: list[str]
     add: list[date]

@@ -10,7 +10,8 @@ A calendar answers two different questions, and regimes answer them differently:
 
 Which holidays count is data too: the country and subdivision, the package's holiday
 categories, whether substitute ("observed") days count, named extra days the package does not
-list in the chosen category (Easter Monday for the federal Canadian list), and per-policy
+list in the chosen category (Easter Monday for the federal Canadian list), days it lists that
+the statute does not (Boxing Day, for the same list), and per-policy
 `add`/`remove` dates (Morocco's moon-sighted holidays move by a day).
 """
 
@@ -67,6 +68,7 @@ class WorkCalendar:
     categories: tuple[str, ...]
     observed: bool
     extra_holidays: tuple[str, ...]
+    excluded_holidays: tuple[str, ...]
     non_business_days: tuple[str, ...]
     roll_forward_on: tuple[str, ...]
     add: frozenset[date]
@@ -92,7 +94,9 @@ class WorkCalendar:
                 categories=self.categories,
                 observed=self.observed,
             )
-            days = {d: str(name) for d, name in table.items()}
+            days = {
+                d: str(name) for d, name in table.items() if str(name) not in self.excluded_holidays
+            }
             for extra in self.extra_holidays:
                 name, rule = EXTRA_HOLIDAYS[extra]
                 day = rule(year)
@@ -155,6 +159,7 @@ def _key(spec: Mapping[str, Any]) -> tuple[Any, ...]:
         tuple(spec.get("categories") or ("public",)),
         bool(spec.get("observed", True)),
         tuple(spec.get("extra_holidays") or ()),
+        tuple(spec.get("excluded_holidays") or ()),
         tuple(spec.get("non_business_days") or ("saturday", "sunday")),
         tuple(spec.get("roll_forward_on") or ()),
         frozenset(_as_date(d) for d in spec.get("add") or ()),

@@ -203,11 +203,18 @@ PRESETS: dict[str, dict[str, Any]] = {
             "categories": ["government"],
             "observed": False,
             "extra_holidays": ["easter_monday"],
+            # s.35(1) lists its days; Boxing Day is not one of them (it is a holiday only
+            # through a province's own law, para. (a), which is not modelled: the earlier
+            # deadline is the safe side). The package's "government" list includes it.
+            "excluded_holidays": ["Boxing Day"],
             "non_business_days": SAT_SUN,
             "roll_forward_on": ["sunday", "holiday"],
-            "source": "Interpretation Act (R.S.C. 1985 c. I-21) s.26 and s.35: a time limit "
+            "source": "Interpretation Act (R.S.C. 1985 c. I-21) s.26 and s.35(1): a time limit "
             "ending on a holiday (Sundays included, Saturdays not) runs to the next day "
-            "that is not a holiday",
+            "that is not a holiday; the holidays are New Year's Day, Good Friday, Easter "
+            "Monday, Victoria Day, Canada Day, Labour Day, the National Day for Truth and "
+            "Reconciliation, Thanksgiving (proclaimed), Remembrance Day and Christmas Day "
+            "(https://laws-lois.justice.gc.ca/eng/acts/I-21/section-35.html)",
         },
         "response": {
             "default": {
@@ -509,6 +516,9 @@ def _calendar(jur: Mapping[str, Any], preset_cal: Mapping[str, Any]) -> dict[str
         "observed": bool(preset_cal["observed"]),
         # named extra days only make sense on the calendar they were written for
         "extra_holidays": list(preset_cal["extra_holidays"])
+        if preset_cal.get("default_country", country) == country
+        else [],
+        "excluded_holidays": list(preset_cal.get("excluded_holidays") or [])
         if preset_cal.get("default_country", country) == country
         else [],
         "non_business_days": list(preset_cal["non_business_days"]),

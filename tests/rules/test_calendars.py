@@ -57,6 +57,22 @@ QC_2027 = {
     date(2027, 10, 11),
     date(2027, 12, 25),
 }
+# Interpretation Act (R.S.C. 1985 c. I-21) s.35(1) "holiday", 2026 (Sundays aside): New Year's
+# Day, Good Friday, Easter Monday, Victoria Day, Canada Day, Labour Day, the National Day for
+# Truth and Reconciliation (30 Sep, added by S.C. 2021 c. 11), Thanksgiving (proclaimed),
+# Remembrance Day, Christmas Day. Not Boxing Day (only via a province's law, not modelled).
+FEDERAL_CA_2026 = {
+    date(2026, 1, 1),
+    date(2026, 4, 3),
+    date(2026, 4, 6),
+    date(2026, 5, 18),
+    date(2026, 7, 1),
+    date(2026, 9, 7),
+    date(2026, 9, 30),
+    date(2026, 10, 12),
+    date(2026, 11, 11),
+    date(2026, 12, 25),
+}
 # gov.uk bank holidays, England and Wales, 2027 (substitute days 27 and 28 December).
 ENG_2027 = {
     date(2027, 1, 1),
@@ -78,6 +94,7 @@ ENG_2027 = {
         pytest.param("gdpr", 2026, FR_2026, id="FR-code-du-travail-L3133-1-eleven-days"),
         pytest.param("quebec_law25", 2027, QC_2027, id="Quebec-I16-s61(23)-jours-feries"),
         pytest.param("uk_gdpr", 2027, ENG_2027, id="gov-uk-bank-holidays-england-substitutes"),
+        pytest.param("pipeda", 2026, FEDERAL_CA_2026, id="Interpretation-Act-s35(1)-holiday"),
     ],
 )
 def test_calendar_matches_the_statutory_list(regime: str, year: int, expected: set[date]) -> None:
@@ -363,3 +380,13 @@ def test_a_wall_time_in_the_spring_gap_lands_just_after_it() -> None:
 )
 def test_end_of_local_day(tz: str, day: date, expected: str) -> None:
     assert end_of_local_day(day, ZoneInfo(tz)).isoformat() == expected
+
+
+def test_a_pipeda_deadline_ending_on_boxing_day_does_not_move() -> None:
+    """30 days after 26 Nov 2026 is Saturday 26 Dec: Saturdays do not roll under s.26 and
+    Boxing Day is not a s.35(1) holiday, so the deadline stays on the 26th (the package's
+    "government" list would have made it Monday 28th)."""
+    pipeda = cal("pipeda")
+    assert pipeda.roll_forward(date(2026, 12, 26)) == date(2026, 12, 26)
+    assert pipeda.roll_forward(date(2027, 12, 26)) == date(2027, 12, 27)  # a Sunday rolls
+    assert pipeda.roll_forward(date(2026, 12, 25)) == date(2026, 12, 26)  # Christmas rolls
