@@ -48,8 +48,14 @@ def _july_2_if_canada_day_is_sunday(year: int) -> date | None:
     return july_1 + timedelta(days=1) if july_1.weekday() == 6 else None
 
 
+def _december_26(year: int) -> date:
+    # BC Interpretation Act s.29(c): "December 26" (not "Boxing Day", with no substitute)
+    return date(year, 12, 26)
+
+
 EXTRA_HOLIDAYS: dict[str, tuple[str, Callable[[int], date | None]]] = {
     "easter_monday": ("Easter Monday", _easter_monday),
+    "december_26": ("26 December", _december_26),
     "good_friday": ("Good Friday", _good_friday),
     "july_2_if_canada_day_is_sunday": ("Canada Day (2 July)", _july_2_if_canada_day_is_sunday),
 }

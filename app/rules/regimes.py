@@ -290,12 +290,18 @@ PRESETS: dict[str, dict[str, Any]] = {
             "default_country": "CA",
             "default_subdivision": {"CA": "BC"},
             "categories": ["public"],
-            "observed": True,
-            "extra_holidays": [],
+            # s.29 names its days and has no substitutes; Easter Monday and 26 December are
+            # in it but not in the package's BC "public" list
+            "observed": False,
+            "extra_holidays": ["easter_monday", "december_26"],
             "non_business_days": SAT_SUN,
             "roll_forward_on": ["saturday", "sunday", "holiday"],
-            "source": "BC PIPA s.1: a 'day' excludes Saturdays and holidays (Sundays are "
-            "holidays under the BC Interpretation Act)",
+            "source": "BC PIPA s.1: a 'day' excludes Saturdays and holidays; BC Interpretation "
+            "Act (RSBC 1996 c. 238) s.29 'holiday': Sunday, Christmas Day, Good Friday, Easter "
+            "Monday, Canada Day, Victoria Day, British Columbia Day, Labour Day, Remembrance "
+            "Day, New Year's Day, 26 December, and days set or proclaimed as public holidays "
+            "or of thanksgiving (Family Day, National Day for Truth and Reconciliation, "
+            "Thanksgiving)",
         },
         "response": {
             "default": {

@@ -73,6 +73,25 @@ FEDERAL_CA_2026 = {
     date(2026, 11, 11),
     date(2026, 12, 25),
 }
+# BC Interpretation Act (RSBC 1996 c. 238) s.29 "holiday", 2026 (Sundays aside): (a) Christmas
+# Day, Good Friday, Easter Monday; (b) Canada Day, Victoria Day, British Columbia Day, Labour
+# Day, Remembrance Day, New Year's Day; (c) December 26; (d) days set or proclaimed as public
+# holidays or of thanksgiving: Family Day, NDTR, Thanksgiving. No substitute days.
+BC_2026 = {
+    date(2026, 1, 1),
+    date(2026, 2, 16),
+    date(2026, 4, 3),
+    date(2026, 4, 6),
+    date(2026, 5, 18),
+    date(2026, 7, 1),
+    date(2026, 8, 3),
+    date(2026, 9, 7),
+    date(2026, 9, 30),
+    date(2026, 10, 12),
+    date(2026, 11, 11),
+    date(2026, 12, 25),
+    date(2026, 12, 26),
+}
 # gov.uk bank holidays, England and Wales, 2027 (substitute days 27 and 28 December).
 ENG_2027 = {
     date(2027, 1, 1),
@@ -95,6 +114,7 @@ ENG_2027 = {
         pytest.param("quebec_law25", 2027, QC_2027, id="Quebec-I16-s61(23)-jours-feries"),
         pytest.param("uk_gdpr", 2027, ENG_2027, id="gov-uk-bank-holidays-england-substitutes"),
         pytest.param("pipeda", 2026, FEDERAL_CA_2026, id="Interpretation-Act-s35(1)-holiday"),
+        pytest.param("bc_pipa", 2026, BC_2026, id="BC-Interpretation-Act-s29-holiday"),
     ],
 )
 def test_calendar_matches_the_statutory_list(regime: str, year: int, expected: set[date]) -> None:
@@ -390,3 +410,15 @@ def test_a_pipeda_deadline_ending_on_boxing_day_does_not_move() -> None:
     assert pipeda.roll_forward(date(2026, 12, 26)) == date(2026, 12, 26)
     assert pipeda.roll_forward(date(2027, 12, 26)) == date(2027, 12, 27)  # a Sunday rolls
     assert pipeda.roll_forward(date(2026, 12, 25)) == date(2026, 12, 26)  # Christmas rolls
+
+
+def test_bc_business_days_skip_easter_monday_and_26_december() -> None:
+    """Both are s.29 holidays (the package's BC list has neither): 30 BC working days from
+    Monday 23 March 2026 (by hand: 24-27 Mar, 30 Mar-2 Apr, 7-10 Apr, then four full weeks
+    to 1 May, then 4-6 May) skip Good Friday 3 April and Easter Monday 6 April."""
+    bc = cal("bc_pipa")
+    end, skipped = bc.add_business_days(date(2026, 3, 23), 30)
+    assert [name for _, name in skipped] == ["Good Friday", "Easter Monday"]
+    assert end == date(2026, 5, 6)
+    assert bc.is_holiday(date(2026, 12, 26))  # a Saturday in 2026: no substitute on Monday
+    assert not bc.is_holiday(date(2026, 12, 28))
