@@ -56,7 +56,7 @@ def _gpc(sec_gpc: str | None) -> bool:
 
 
 async def _record_fast(request: Request) -> Response | None:
-    """`record_consent_event` without an Idempotency-Key (app/core/hot.py)."""
+    """`record_consent_event` without an Idempotency-Key (app/core/routing.py)."""
     headers = request.headers
     sec_gpc = headers.get("sec-gpc")
     if "idempotency-key" in headers or (sec_gpc is not None and len(sec_gpc) > 8):

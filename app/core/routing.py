@@ -193,8 +193,8 @@ def _replaying(body: bytes | None, receive: Receive) -> Receive:
 
 def principal(request: Request, *scopes: str) -> Principal | None:
     """The bearer token's principal holding every scope named, or None (the declared route
-    then answers 401/403). A write also passes the tenant's write limiter, as the declared
-    dependency does: its 429 is raised from here, after authentication, as there."""
+    then answers 401/403). Writes then call `check_write_limit`, whose 429 is raised from the
+    handler after authentication, as the declared dependency raises it."""
     authorization = request.headers.get("authorization")
     if authorization is None:
         return None
@@ -233,7 +233,8 @@ async def body_as(request: Request, model: type[M]) -> M | None:
     if not json_content(request):
         return None
     try:
-        # parsed and cached on the request by Starlette: the declared route reuses both
+        # a body refused here is replayed to the declared route, which parses it again and
+        # answers with its own problem
         return model.model_validate(await request.json())
     except (ValueError, RecursionError, ValidationError):
         return None

@@ -53,7 +53,7 @@ def _etag(response: Response, ticket: DsarOut) -> DsarOut:
 
 
 async def _create_fast(request: Request) -> Response | None:
-    """`create_dsar` without an Idempotency-Key (app/core/hot.py)."""
+    """`create_dsar` without an Idempotency-Key (app/core/routing.py)."""
     if "idempotency-key" in request.headers:
         return None
     who = principal(request, "dsar:write")

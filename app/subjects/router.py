@@ -41,7 +41,7 @@ SubjectId = Annotated[str, Path(min_length=1, max_length=SUBJECT_ID_MAX)]
 
 
 async def _consents_fast(request: Request) -> Response | None:
-    """`get_subject_consents` without query parameters (app/core/hot.py)."""
+    """`get_subject_consents` without query parameters (app/core/routing.py)."""
     subject_id = request.path_params.get("subject_id")
     if request.scope["query_string"] or not isinstance(subject_id, str):
         return None
