@@ -1,4 +1,4 @@
-"""The hot routes' fast handlers (app/core/hot.py) answer exactly as the declared routes do.
+"""The hot routes' fast handlers (app/core/routing.py) answer exactly as the declared routes do.
 
 Two apps on the same database, one with FAST_PATHS on and one with it off, each in its own
 tenant with the same policy, receive the same requests at the same pinned instant: status,
