@@ -461,9 +461,12 @@ class ConsentRepository:
         pool = raw_pool(self.session)
         cached = PURPOSES.get(tenant) if policy_key is None else None
         if pool is None:
-            rows = list(cached or await self.policy_purposes(tenant, policy_key))
-            if policy_key is None:
-                PURPOSES.put(tenant, rows)
+            if cached is not None:
+                rows = list(cached)
+            else:
+                rows = list(await self.policy_purposes(tenant, policy_key))
+                if policy_key is None:
+                    PURPOSES.put(tenant, rows)
             return rows, await self.states(tenant, subject_id, policy_key)
         if cached is not None:  # the subject's rows only: the same query as a bare endpoint's
             records = await rawpg.fetch(
