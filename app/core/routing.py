@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import DomainError, InvalidCharacter
@@ -232,6 +233,10 @@ async def body_as(request: Request, model: type[M]) -> M | None:
     `Request.json()`, then validated from Python objects), or None when either step fails."""
     if not json_content(request):
         return None
+    try:
+        await request.body()
+    except ClientDisconnect:
+        return None  # nothing was read: the declared route meets the same disconnect
     try:
         # a body refused here is replayed to the declared route, which parses it again and
         # answers with its own problem

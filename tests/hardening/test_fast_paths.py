@@ -329,3 +329,45 @@ async def test_hot_routes_answer_cors_like_every_route(
     assert hot.headers["access-control-allow-origin"] == "https://app.example"
     assert declared.headers["access-control-allow-origin"] == "https://app.example"
     assert head.status_code in (200, 405)  # HEAD is FastAPI's to answer, not a hot handler's
+
+
+async def _status_when_the_client_leaves(app: Any, scope: dict[str, Any]) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(next(m for m in sent if m["type"] == "http.response.start")["status"])
+
+
+async def test_a_client_that_disconnects_before_its_body_gets_the_same_answer(
+    database_url: str, clock: MutableClock, tenant: str
+) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/consent-events",
+        "raw_path": b"/v1/consent-events",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {token_for(tenant)}".encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    answers = []
+    for fast in (True, False):
+        app = create_app(make_settings(database_url, fast_paths=fast), clock=clock)
+        async with LifespanManager(app):
+            answers.append(await _status_when_the_client_leaves(app, dict(scope)))
+    assert answers[0] == answers[1]
+    assert answers[0] < 500
