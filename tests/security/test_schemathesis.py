@@ -32,7 +32,14 @@ from schemathesis.checks import (
 
 from app.__main__ import openapi_document
 from app.main import create_app
-from tests.conftest import auth_headers, make_settings, run_alembic, spotrak_body
+from tests.conftest import (
+    auth_headers,
+    create_pg_database,
+    drop_pg_database,
+    make_settings,
+    run_alembic,
+    spotrak_body,
+)
 
 TENANT = "fuzz-tenant"
 CHECKS = [
@@ -53,10 +60,16 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db: Path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    url = f"sqlite+aiosqlite:///{db}"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    # PostgreSQL refuses things SQLite stores (U+0000 was a 500 there): fuzz both
+    if request.param == "sqlite":
+        db: Path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
+        url = f"sqlite+aiosqlite:///{db}"
+    else:
+        url = asyncio.run(create_pg_database())
     run_alembic(command.upgrade, url, "heads")
     app = create_app(make_settings(url, log_level="WARNING"))
     port = _free_port()
@@ -83,6 +96,8 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        if request.param == "postgresql":
+            asyncio.run(drop_pg_database(url))
 
 
 @schema.parametrize()
