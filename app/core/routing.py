@@ -85,7 +85,8 @@ class AppRequest(Request):
 
 
 def nul_location(data: Any) -> list[str | int] | None:
-    """Where U+0000 first occurs in parsed JSON (a key or a string value), or None."""
+    """Where U+0000 first occurs in parsed JSON, or None: the path of the string value, or of
+    the object whose key holds it (the offending key is not echoed back)."""
     stack: list[tuple[list[str | int], Any]] = [([], data)]
     while stack:
         loc, value = stack.pop()
@@ -95,7 +96,7 @@ def nul_location(data: Any) -> list[str | int] | None:
         elif isinstance(value, dict):
             for key, item in reversed(value.items()):
                 if "\x00" in key:
-                    return [*loc, key]
+                    return loc
                 stack.append(([*loc, key], item))
         elif isinstance(value, list):
             stack.extend(([*loc, i], item) for i, item in reversed(list(enumerate(value))))
