@@ -313,9 +313,9 @@ class ConsentService:
             # The statement goes out first; the result models are built while the database
             # runs it (a thousand models take a few milliseconds), then marked.
             writing = asyncio.ensure_future(self.repo.append(who.tenant, who.sub, now, valid))
-            await asyncio.sleep(0)  # let the write send its statement
             recorded: list[ConsentEventCreated] = []
             try:
+                await asyncio.sleep(0)  # let the write send its statement
                 for i, new in enumerate(events):
                     if new is not None:
                         results[i] = model = ConsentEventCreated(
@@ -338,7 +338,8 @@ class ConsentService:
                         )
                         recorded.append(model)
             finally:
-                current = await writing  # never left running, whatever happened above
+                # never left running on its own, even when this request is cancelled meanwhile
+                current = await writing
             for model in recorded:
                 model.became_current = model.id in current
             out = ConsentBatchOut(
