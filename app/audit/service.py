@@ -11,7 +11,7 @@ from app.audit import chain
 from app.audit.models import AuditEntry
 from app.audit.repository import AuditRepository
 from app.audit.schemas import AuditEventRead, AuditVerification, BrokenLink
-from app.core.pagination import decode_int_cursor, encode_cursor
+from app.core.pagination import decode_int_cursor, page_of
 from app.core.security import Principal
 
 
@@ -48,9 +48,8 @@ class AuditService:
             filters.append(AuditEntry.at < until)
         after = decode_int_cursor(cursor)
         rows = await self.repo.page(who.tenant, filters=filters, after=after, limit=limit + 1)
-        page = list(rows[:limit])
+        page, nxt = page_of(rows, limit, lambda e: [e.id])
         items = [AuditEventRead.model_validate(e, from_attributes=True) for e in page]
-        nxt = encode_cursor([page[-1].id]) if len(rows) > limit and page else None
         return items, nxt
 
     async def verify(self, who: Principal) -> AuditVerification:

@@ -32,7 +32,7 @@ from app.breaches.schemas import BreachCreate, BreachPatch, BreachRead, Notifica
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
-from app.core.pagination import decode_keyset_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
 from app.core.versioning import check_version, parse_if_match, retry_stale
 from app.events.outbox import emit, iso
@@ -387,16 +387,11 @@ class BreachService:
             filters.append(overdue_filter(now) if overdue else not_overdue_filter(now))
         parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.page(who.tenant, filters=filters, before=parsed, limit=limit + 1)
-        page = list(rows[:limit])
+        page, nxt = page_of(rows, limit, lambda i: keyset(i.aware_at, i.id))
         ids = [i.id for i in page]
         notes = await self.repo.notifications(ids)
         events = await self.repo.events(ids)
         items = [to_read(i, notes[i.id], events[i.id], now) for i in page]
-        nxt = (
-            encode_cursor([page[-1].aware_at.isoformat(), str(page[-1].id)])
-            if len(rows) > limit and page
-            else None
-        )
         return items, nxt
 
     # ---- update ------------------------------------------------------------------------

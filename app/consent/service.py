@@ -43,7 +43,7 @@ from app.core.errors import (
 )
 from app.core.idempotency import idempotent
 from app.core.ids import new_id as new_event_id
-from app.core.pagination import decode_keyset_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
 from app.policies.cache import VersionSnapshot, in_force, version_in_force
 from app.policies.repository import PolicyRepository
@@ -398,12 +398,7 @@ class ConsentService:
             before=before,
             limit=limit + 1,
         )
-        page = list(rows[:limit])
-        nxt = (
-            encode_cursor([page[-1].occurred_at.isoformat(), str(page[-1].id)])
-            if len(rows) > limit and page
-            else None
-        )
+        page, nxt = page_of(rows, limit, lambda e: keyset(e.occurred_at, e.id))
         return [to_out(e) for e in page], nxt
 
     async def consents(

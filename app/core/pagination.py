@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
 
 from app.core.errors import Unprocessable
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -31,6 +34,21 @@ class InvalidCursor(Unprocessable):
 def encode_cursor(values: list[Any]) -> str:
     raw = json.dumps(values, separators=(",", ":"), default=str).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def keyset(at: datetime, oid: uuid.UUID) -> list[str]:
+    """The (instant, id) position that `decode_keyset_cursor` reads back."""
+    return [at.isoformat(), str(oid)]
+
+
+def page_of(
+    rows: Sequence[T], limit: int, position: Callable[[T], list[Any]]
+) -> tuple[list[T], str | None]:
+    """Rows fetched with `limit + 1`: the page, and the cursor after its last row when the
+    extra row shows there is more."""
+    page = list(rows[:limit])
+    more = len(rows) > limit and bool(page)
+    return page, encode_cursor(position(page[-1])) if more else None
 
 
 _NOT_OURS = "not a cursor this service issued"

@@ -21,7 +21,7 @@ from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.ids import new_id
-from app.core.pagination import decode_keyset_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.rawpg import raw_pool
 from app.core.security import Principal
 from app.core.versioning import check_version, parse_if_match, retry_stale
@@ -443,13 +443,8 @@ class DsarService:
             filters.append(sla_filter(sla, now, self.due_soon))
         parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.list(who.tenant, filters=filters, after=parsed, limit=limit + 1)
-        page = list(rows[:limit])
+        page, nxt = page_of(rows, limit, lambda t: keyset(t.due_sort, t.id))
         items = [to_read(t, now, self.due_soon) for t in page]
-        nxt = (
-            encode_cursor([page[-1].due_sort.isoformat(), str(page[-1].id)])
-            if len(rows) > limit and page
-            else None
-        )
         return items, nxt
 
     async def events(
@@ -458,13 +453,8 @@ class DsarService:
         await self._ticket(who, ticket_id)
         parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.events(ticket_id, parsed, limit + 1)
-        page = list(rows[:limit])
+        page, nxt = page_of(rows, limit, lambda e: keyset(e.at, e.id))
         items = [DsarEventRead.model_validate(e, from_attributes=True) for e in page]
-        nxt = (
-            encode_cursor([page[-1].at.isoformat(), str(page[-1].id)])
-            if len(rows) > limit and page
-            else None
-        )
         return items, nxt
 
     async def tickets_of_subject(self, tenant: str, subject_id: str) -> Sequence[DsarTicket]:

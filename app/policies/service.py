@@ -17,7 +17,7 @@ from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import idempotent
-from app.core.pagination import decode_int_cursor, decode_key_cursor, encode_cursor
+from app.core.pagination import decode_int_cursor, decode_key_cursor, page_of
 from app.core.security import Principal
 from app.policies.cache import PURPOSES, VERSIONS, VersionSnapshot, in_force
 from app.policies.models import Policy, PolicyVersion
@@ -249,10 +249,9 @@ class PolicyService:
         self, who: Principal, limit: int, cursor: str | None
     ) -> tuple[list[PolicyRead], str | None]:
         policies = await self.repo.list(who.tenant, decode_key_cursor(cursor), limit + 1)
-        page = list(policies[:limit])
+        page, nxt = page_of(policies, limit, lambda p: [p.key])
         in_force = await self.repo.versions_in_force([p.id for p in page], self.clock())
         items = [to_read(in_force[p.id], in_force=True) for p in page if p.id in in_force]
-        nxt = encode_cursor([page[-1].key]) if len(policies) > limit and page else None
         return items, nxt
 
     async def versions(
@@ -261,11 +260,10 @@ class PolicyService:
         policy = await self._policy(who, key)
         after_version = decode_int_cursor(cursor)
         rows = await self.repo.list_versions(policy.id, after_version, limit + 1)
-        page = list(rows[:limit])
+        page, nxt = page_of(rows, limit, lambda v: [v.version])
         current = await self.repo.version_at(who.tenant, key, self.clock())
         current_no = current.version if current else None
         items = [to_read(v, in_force=v.version == current_no) for v in page]
-        nxt = encode_cursor([page[-1].version]) if len(rows) > limit and page else None
         return items, nxt
 
     async def version(self, who: Principal, key: str, number: int) -> PolicyRead:

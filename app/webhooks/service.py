@@ -15,7 +15,7 @@ from app.core.clock import Clock
 from app.core.errors import NotFound, Unprocessable
 from app.core.idempotency import idempotent
 from app.core.ids import new_id
-from app.core.pagination import decode_keyset_cursor, encode_cursor
+from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
 from app.events.models import OutboxEvent
 from app.events.outbox import PING
@@ -123,12 +123,7 @@ class WebhookService:
         self, who: Principal, limit: int, cursor: str | None
     ) -> tuple[list[WebhookRead], str | None]:
         rows = await self.repo.page(who.tenant, decode_keyset_cursor(cursor), limit + 1)
-        page = list(rows[:limit])
-        nxt = (
-            encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)])
-            if len(rows) > limit and page
-            else None
-        )
+        page, nxt = page_of(rows, limit, lambda s: keyset(s.created_at, s.id))
         return [to_read(s) for s in page], nxt
 
     async def _subscription(self, who: Principal, webhook_id: uuid.UUID) -> WebhookSubscription:
@@ -188,13 +183,8 @@ class WebhookService:
         rows = await self.repo.deliveries(
             webhook_id, status, decode_keyset_cursor(cursor), limit + 1
         )
-        page = list(rows[:limit])
+        page, nxt = page_of(rows, limit, lambda d: keyset(d.created_at, d.id))
         attempts = await self.repo.attempts([d.id for d in page])
-        nxt = (
-            encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)])
-            if len(rows) > limit and page
-            else None
-        )
         return [delivery_read(d, attempts[d.id]) for d in page], nxt
 
     def _audit(self, who: Principal, sub: WebhookSubscription, action: str, at: datetime) -> None:
