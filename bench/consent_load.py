@@ -125,6 +125,17 @@ def start_server(app: str, port: int, env: dict[str, str], logdir: Path) -> subp
     )
 
 
+def migrate(env: dict[str, str]) -> None:
+    """`alembic upgrade heads` on the database named by env["DATABASE_URL"]."""
+    subprocess.run(
+        [str(ROOT / ".venv/bin/alembic"), "upgrade", "heads"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 async def wait_up(url: str) -> None:
     async with httpx.AsyncClient() as client:
         for _ in range(200):
@@ -323,14 +334,7 @@ async def main() -> int:
     logdir = Path(tempfile.mkdtemp(prefix="consent-bench-"))
     try:
         env = {**os.environ, "DATABASE_URL": sa_url, "AUTH_SECRET": SECRET, "APP_ENV": "dev"}
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(ROOT / ".venv/bin/alembic"), "upgrade", "heads"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        await asyncio.to_thread(migrate, env)
         subjects = max(1, args.events // 10)
         log(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
         pg = await asyncpg.connect(dsn)

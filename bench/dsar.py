@@ -48,6 +48,7 @@ from bench.consent_load import (  # noqa: E402
     best_of_rounds,
     fmt,
     log,
+    migrate,
     start_server,
     wait_up,
 )
@@ -242,14 +243,7 @@ async def main() -> int:
     logdir = Path(tempfile.mkdtemp(prefix="dsar-bench-"))
     try:
         env = {**os.environ, "DATABASE_URL": sa_url, "AUTH_SECRET": SECRET, "APP_ENV": "dev"}
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(ROOT / ".venv/bin/alembic"), "upgrade", "heads"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        await asyncio.to_thread(migrate, env)
         log(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
         procs.append(start_server("app.main:app", PRODUCT_PORT, env, logdir))
         procs.append(

@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.core.security import KeyConfig, mint_token  # noqa: E402
 from app.policies.schemas import SPOTRAK_EXAMPLE  # noqa: E402
-from bench.consent_load import start_server, wait_up  # noqa: E402
+from bench.consent_load import migrate, start_server, wait_up  # noqa: E402
 
 SECRET = "durability-secret-" + "x" * 40
 TENANT = "durability"
@@ -669,14 +669,7 @@ async def main() -> int:
             "APP_ENV": "dev",
             "LOG_LEVEL": "WARNING",
         }
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(ROOT / ".venv/bin/alembic"), "upgrade", "heads"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        await asyncio.to_thread(migrate, env)
         service = start_server("app.main:app", args.app_port, env, root)  # log: <port>.log
         base = f"http://127.0.0.1:{args.app_port}"
         await wait_up(base + "/healthz")

@@ -251,13 +251,12 @@ def bench_api(n: int, batch: int = 10_000) -> None:
     import asyncio
     import os
     import signal
-    import subprocess
     import tempfile
 
     import httpx
 
     from app.core.security import KeyConfig, mint_token
-    from bench.consent_load import start_server, wait_up
+    from bench.consent_load import migrate, start_server, wait_up
 
     secret = "bench-rules-" + "z" * 40
     tmp = Path(tempfile.mkdtemp(prefix="rules-bench-"))
@@ -268,14 +267,7 @@ def bench_api(n: int, batch: int = 10_000) -> None:
         "APP_ENV": "dev",
         "LOG_LEVEL": "WARNING",
     }
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run(
-        [str(root / ".venv/bin/alembic"), "upgrade", "heads"],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(env)
     port = 8131
     proc = start_server("app.main:app", port, env, tmp)
     keys = KeyConfig("HS256", secret, secret, None, None, None)
