@@ -119,20 +119,6 @@ def _lapse(occurred_at: datetime, value: int, unit: str, tz: str) -> datetime:
     return expires
 
 
-def _purposes_of(pv: VersionSnapshot) -> dict[str, dict[str, Any]]:
-    """The version's consent purposes by key, built once per (immutable) snapshot."""
-    found = _PURPOSES_OF.get(id(pv))
-    if found is None or found[0] is not pv:
-        found = (pv, {p["key"]: p for p in pv.resolved.get("consent_purposes") or []})
-        _PURPOSES_OF[id(pv)] = found
-        if len(_PURPOSES_OF) > 4096:
-            _PURPOSES_OF.pop(next(iter(_PURPOSES_OF)))
-    return found[1]
-
-
-_PURPOSES_OF: dict[int, tuple[VersionSnapshot, dict[str, dict[str, Any]]]] = {}
-
-
 class ConsentService:
     def __init__(self, session: Any, clock: Clock) -> None:
         self.session = session
@@ -148,7 +134,7 @@ class ConsentService:
         occurred_at: datetime,
         gpc: bool,
     ) -> list[NewEvent]:
-        purposes = _purposes_of(pv)
+        purposes = pv.purposes
         purpose = purposes.get(body.purpose)
         if purpose is None:
             defined = list(purposes)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,12 @@ class VersionSnapshot:
     effective_at: datetime
     published_at: datetime
     resolved: dict[str, Any]
+    # the resolved consent purposes by key, indexed once (every consent write looks one up)
+    purposes: dict[str, dict[str, Any]] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_key = {p["key"]: p for p in self.resolved.get("consent_purposes") or []}
+        object.__setattr__(self, "purposes", by_key)
 
 
 def version_in_force(versions: Iterable[tuple[int, datetime]], at: datetime) -> int | None:
