@@ -31,7 +31,7 @@ from app.breaches.repository import BreachRepository, not_overdue_filter, overdu
 from app.breaches.schemas import BreachCreate, BreachPatch, BreachRead, NotificationIn
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.idempotency import idempotent
+from app.core.idempotency import as_sent, idempotent
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
 from app.core.versioning import check_version, parse_if_match, retry_stale
@@ -288,9 +288,8 @@ class BreachService:
             raise BreachInvalid.at(["body", "aware_at"], "awareness cannot be in the future")
         if body.occurred_at is not None and body.occurred_at > body.aware_at:
             raise BreachInvalid.at(["body", "occurred_at"], "cannot be after aware_at")
-        payload = body.model_dump(mode="json", exclude_unset=True)
         async with idempotent(
-            self.session, who.tenant, "createBreach", idempotency_key, payload
+            self.session, who.tenant, "createBreach", idempotency_key, lambda: as_sent(body)
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
@@ -523,9 +522,12 @@ class BreachService:
         now = self.clock()
         if body.sent_at > now + CLOCK_SKEW:
             raise BreachInvalid.at(["body", "sent_at"], "a notice cannot be sent in the future")
-        payload = {"incident": str(incident_id), **body.model_dump(mode="json", exclude_unset=True)}
         async with idempotent(
-            self.session, who.tenant, "recordBreachNotification", idempotency_key, payload
+            self.session,
+            who.tenant,
+            "recordBreachNotification",
+            idempotency_key,
+            lambda: {"incident": str(incident_id), **as_sent(body)},
         ) as idem:
             if idem.replay is not None:
                 return idem.replay

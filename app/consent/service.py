@@ -41,7 +41,7 @@ from app.core.errors import (
     problem_body,
     validation_items,
 )
-from app.core.idempotency import idempotent
+from app.core.idempotency import as_sent, idempotent
 from app.core.ids import new_id as new_event_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
@@ -194,13 +194,13 @@ class ConsentService:
         occurred_at = (body.occurred_at or now).astimezone(UTC)
         if occurred_at > now + CLOCK_SKEW:
             raise ConsentInvalid.at(["body", "occurred_at"], "an event cannot occur in the future")
-        payload: dict[str, Any] | None = None
-        if idempotency_key is not None:  # the request as the key remembers it
-            payload = body.model_dump(mode="json", exclude_unset=True)
-            if gpc:
-                payload["sec_gpc"] = True  # the header changes the outcome: part of the request
         async with idempotent(
-            self.session, who.tenant, "recordConsentEvent", idempotency_key, payload
+            self.session,
+            who.tenant,
+            "recordConsentEvent",
+            idempotency_key,
+            # the header changes the outcome: part of the request
+            lambda: {**as_sent(body), **({"sec_gpc": True} if gpc else {})},
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
@@ -259,7 +259,7 @@ class ConsentService:
             who.tenant,
             "recordConsentEventsBatch",
             idempotency_key,
-            {"events": items},
+            lambda: {"events": items},
         ) as idem:
             if idem.replay is not None:
                 return idem.replay

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import Integer, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -63,6 +64,11 @@ class InvalidIdempotencyKey(Unprocessable):
 
 
 _IN_FLIGHT: set[tuple[str, str, str]] = set()
+
+
+def as_sent(body: BaseModel) -> dict[str, Any]:
+    """A request body as the key remembers it: the fields the caller sent, as JSON."""
+    return body.model_dump(mode="json", exclude_unset=True)
 
 
 def body_hash(payload: Any) -> str:
@@ -113,13 +119,19 @@ def _lock_id(tenant: str, operation: str, key: str) -> int:
 
 @asynccontextmanager
 async def idempotent(
-    session: AsyncSession, tenant: str, operation: str, raw_key: str | None, payload: Any
+    session: AsyncSession,
+    tenant: str,
+    operation: str,
+    raw_key: str | None,
+    request: Callable[[], Any],
 ) -> AsyncIterator[Idempotent]:
+    """`request()` gives the request as the key remembers it (JSON-able); it is built and
+    hashed only when a key was sent."""
     key = normalise_key(raw_key) if raw_key is not None else None
-    if key is None:  # nothing to remember or replay: the body is not even hashed
+    if key is None:  # nothing to remember or replay
         yield Idempotent(session, tenant, operation, None, "")
         return
-    state = Idempotent(session, tenant, operation, key, body_hash(payload))
+    state = Idempotent(session, tenant, operation, key, body_hash(request()))
     marker = (tenant, operation, key)
     is_pg = is_postgres(session)
     if is_pg:

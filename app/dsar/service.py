@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.idempotency import idempotent
+from app.core.idempotency import as_sent, idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.rawpg import raw_pool
@@ -168,13 +168,8 @@ class DsarService:
             raise DsarInvalid.at(
                 ["body", "received_at"], "a request cannot be received in the future"
             )
-        payload = (
-            body.model_dump(mode="json", exclude_unset=True)
-            if idempotency_key is not None
-            else None
-        )
         async with idempotent(
-            self.session, who.tenant, "createDsar", idempotency_key, payload
+            self.session, who.tenant, "createDsar", idempotency_key, lambda: as_sent(body)
         ) as idem:
             if idem.replay is not None:
                 return idem.replay

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.idempotency import idempotent
+from app.core.idempotency import as_sent, idempotent
 from app.core.pagination import decode_int_cursor, decode_key_cursor, page_of
 from app.core.security import Principal
 from app.policies.cache import PURPOSES, VERSIONS, VersionSnapshot, in_force
@@ -154,9 +154,8 @@ class PolicyService:
         self, who: Principal, body: PolicyCreate, idempotency_key: str | None
     ) -> JSONResponse | PolicyRead:
         self._validate(body)
-        payload = body.model_dump(mode="json", exclude_unset=True)
         async with idempotent(
-            self.session, who.tenant, "createPolicy", idempotency_key, payload
+            self.session, who.tenant, "createPolicy", idempotency_key, lambda: as_sent(body)
         ) as idem:
             if idem.replay is not None:
                 return idem.replay

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import NotFound, Unprocessable
-from app.core.idempotency import idempotent
+from app.core.idempotency import as_sent, idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
@@ -95,9 +95,8 @@ class WebhookService:
                 f"body.url: {exc}",
                 errors=[{"loc": ["body", "url"], "msg": str(exc), "type": "value_error"}],
             ) from None
-        payload = body.model_dump(mode="json", exclude_unset=True)
         async with idempotent(
-            self.session, who.tenant, "createWebhook", idempotency_key, payload
+            self.session, who.tenant, "createWebhook", idempotency_key, lambda: as_sent(body)
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
