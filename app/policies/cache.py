@@ -18,10 +18,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 TTL_SECONDS = 2.0
 MAX_POLICIES = 10_000
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,78 +63,47 @@ def in_force(versions: Sequence[VersionSnapshot], at: datetime) -> VersionSnapsh
     return next((v for v in versions if v.version == number), None)
 
 
-class PolicyVersionCache:
-    def __init__(self, ttl: float = TTL_SECONDS, max_policies: int = MAX_POLICIES) -> None:
+class ExpiringCache(Generic[K, V]):
+    """A small thread-safe LRU whose entries live `ttl` seconds from when they were put (a
+    read never extends them). An empty value is never stored: what does not exist yet must
+    show at once when it is created."""
+
+    def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_POLICIES) -> None:
         self.ttl = ttl
-        self.max_policies = max_policies
-        self._entries: OrderedDict[tuple[str, str], tuple[float, tuple[VersionSnapshot, ...]]] = (
-            OrderedDict()
-        )
+        self.max_entries = max_entries
+        self._entries: OrderedDict[K, tuple[float, tuple[V, ...]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...] | None:
+    def get(self, key: K) -> tuple[V, ...] | None:
         with self._lock:
-            entry = self._entries.get((tenant, key))
+            entry = self._entries.get(key)
             if entry is None or entry[0] < time.monotonic():
                 return None
-            self._entries.move_to_end((tenant, key))
+            self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, tenant: str, key: str, versions: Sequence[VersionSnapshot]) -> None:
-        if not versions:
-            return  # an unknown policy is never cached: its creation must show at once
+    def put(self, key: K, values: Sequence[V]) -> None:
+        if not values:
+            return
         with self._lock:
-            self._entries[(tenant, key)] = (time.monotonic() + self.ttl, tuple(versions))
-            self._entries.move_to_end((tenant, key))
-            while len(self._entries) > self.max_policies:
+            self._entries[key] = (time.monotonic() + self.ttl, tuple(values))
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def invalidate(self, tenant: str, key: str) -> None:
+    def invalidate(self, key: K) -> None:
         with self._lock:
-            self._entries.pop((tenant, key), None)
+            self._entries.pop(key, None)
 
 
-VERSIONS = PolicyVersionCache()
-
+# A policy's versions by (tenant, policy key), for the writes of the other domains.
+VERSIONS: ExpiringCache[tuple[str, str], VersionSnapshot] = ExpiringCache()
 
 # (policy_key, version, effective_at, consent_purposes) for every version of a tenant's policies
 PurposeRow = tuple[str, int, datetime, Any]
 
-
-class TenantPurposesCache:
-    """Every version of every policy of a tenant, with its consent purposes: what the
-    current-state read needs besides the subject's own rows. Same lifetime rules as
-    `PolicyVersionCache`: dropped at once when this process creates or publishes a policy of
-    the tenant, refreshed after `TTL_SECONDS` otherwise (so another process's new policy or
-    version shows in this process's reads within that time). A tenant without policies is
-    never cached."""
-
-    def __init__(self, ttl: float = TTL_SECONDS, max_tenants: int = MAX_POLICIES) -> None:
-        self.ttl = ttl
-        self.max_tenants = max_tenants
-        self._entries: OrderedDict[str, tuple[float, tuple[PurposeRow, ...]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, tenant: str) -> tuple[PurposeRow, ...] | None:
-        with self._lock:
-            entry = self._entries.get(tenant)
-            if entry is None or entry[0] < time.monotonic():
-                return None
-            self._entries.move_to_end(tenant)
-            return entry[1]
-
-    def put(self, tenant: str, rows: Sequence[PurposeRow]) -> None:
-        if not rows:
-            return
-        with self._lock:
-            self._entries[tenant] = (time.monotonic() + self.ttl, tuple(rows))
-            self._entries.move_to_end(tenant)
-            while len(self._entries) > self.max_tenants:
-                self._entries.popitem(last=False)
-
-    def invalidate(self, tenant: str) -> None:
-        with self._lock:
-            self._entries.pop(tenant, None)
-
-
-PURPOSES = TenantPurposesCache()
+# Every version of every policy of a tenant, with its consent purposes: what the current-state
+# read needs besides the subject's own rows. Dropped at once when this process creates or
+# publishes a policy of the tenant, refreshed after TTL_SECONDS otherwise (so another
+# process's new policy or version shows in this process's reads within that time).
+PURPOSES: ExpiringCache[str, PurposeRow] = ExpiringCache()

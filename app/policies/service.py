@@ -227,7 +227,7 @@ class PolicyService:
         await self.session.flush()
         in_force = version.effective_at <= now
         await self.session.commit()
-        VERSIONS.invalidate(who.tenant, key)
+        VERSIONS.invalidate((who.tenant, key))
         PURPOSES.invalidate(who.tenant)
         return to_read(version, in_force=in_force)
 
@@ -275,10 +275,10 @@ class PolicyService:
 
     async def snapshots(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...]:
         """Every version of a policy (none: no such policy), from the process's cache."""
-        versions = VERSIONS.get(tenant, key)
+        versions = VERSIONS.get((tenant, key))
         if versions is None:
             versions = await self.repo.snapshots(tenant, key)
-            VERSIONS.put(tenant, key, versions)
+            VERSIONS.put((tenant, key), versions)
         return versions
 
     async def version_at(self, tenant: str, key: str, at: datetime) -> VersionSnapshot:

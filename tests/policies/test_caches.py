@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.policies import cache
-from app.policies.cache import PolicyVersionCache, TenantPurposesCache, VersionSnapshot
+from app.policies.cache import ExpiringCache, PurposeRow, VersionSnapshot
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,7 +29,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 def test_tenant_purposes_expire_ttl_after_filling_however_often_read(clock: FakeClock) -> None:
-    purposes = TenantPurposesCache(ttl=2.0)
+    purposes: ExpiringCache[str, PurposeRow] = ExpiringCache(ttl=2.0)
     rows = [("spotrak", 1, AT, [{"key": "audience_cookies"}])]
     purposes.put("acme", rows)
     for _ in range(3):
@@ -40,7 +40,7 @@ def test_tenant_purposes_expire_ttl_after_filling_however_often_read(clock: Fake
 
 
 def test_tenant_purposes_invalidation_and_empty_tenants(clock: FakeClock) -> None:
-    purposes = TenantPurposesCache(ttl=2.0)
+    purposes: ExpiringCache[str, PurposeRow] = ExpiringCache(ttl=2.0)
     purposes.put("empty", [])  # a tenant without policies is never cached
     assert purposes.get("empty") is None
     purposes.put("acme", [("spotrak", 1, AT, [])])
@@ -49,7 +49,7 @@ def test_tenant_purposes_invalidation_and_empty_tenants(clock: FakeClock) -> Non
 
 
 def test_tenant_purposes_keep_the_most_recently_used_tenants(clock: FakeClock) -> None:
-    purposes = TenantPurposesCache(ttl=60.0, max_tenants=2)
+    purposes: ExpiringCache[str, PurposeRow] = ExpiringCache(ttl=60.0, max_entries=2)
     for tenant in ("a", "b"):
         purposes.put(tenant, [("p", 1, AT, [])])
     assert purposes.get("a") is not None  # "a" is now the most recently used
@@ -60,12 +60,12 @@ def test_tenant_purposes_keep_the_most_recently_used_tenants(clock: FakeClock) -
 
 
 def test_policy_versions_expire_and_invalidate(clock: FakeClock) -> None:
-    versions = PolicyVersionCache(ttl=2.0)
+    versions: ExpiringCache[tuple[str, str], VersionSnapshot] = ExpiringCache(ttl=2.0)
     snapshot = VersionSnapshot("spotrak", 1, AT, AT, {})
-    versions.put("acme", "spotrak", [snapshot])
-    assert versions.get("acme", "spotrak") == (snapshot,)
+    versions.put(("acme", "spotrak"), [snapshot])
+    assert versions.get(("acme", "spotrak")) == (snapshot,)
     clock.now += 2.1
-    assert versions.get("acme", "spotrak") is None
-    versions.put("acme", "spotrak", [snapshot])
-    versions.invalidate("acme", "spotrak")
-    assert versions.get("acme", "spotrak") is None
+    assert versions.get(("acme", "spotrak")) is None
+    versions.put(("acme", "spotrak"), [snapshot])
+    versions.invalidate(("acme", "spotrak"))
+    assert versions.get(("acme", "spotrak")) is None
