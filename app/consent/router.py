@@ -23,11 +23,11 @@ from app.consent.schemas import (
     ConsentReceipt,
 )
 from app.consent.service import ConsentService
-from app.core.deps import ConsentRead, ConsentWrite, request_session
+from app.core.deps import ConsentRead, ConsentWrite, check_write_limit, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, model_response, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
-from app.core.routing import AppRoute, body_as, check_write_limit, hot, principal
+from app.core.routing import AppRoute, body_as, hot, principal
 from app.policies.schemas import KEY_PATTERN
 
 router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=AppRoute)

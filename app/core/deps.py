@@ -30,16 +30,21 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.close()
 
 
-async def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("A bearer token is required")
+def authenticate(request: Request, token: str, *scopes: str) -> Principal:
+    """The bearer token's principal, holding every scope named (401 or 403 otherwise). The
+    tenant goes on the request for the access log, even when a scope is missing."""
     keys: KeyConfig = request.app.state.keys
-    principal = verify_token(keys, credentials.credentials)
+    principal = verify_token(keys, token)
     request.state.tenant = principal.tenant
+    principal.require(*scopes)
     return principal
+
+
+def check_write_limit(request: Request, principal: Principal) -> None:
+    """The tenant's write rate limit (429), when one is configured."""
+    limiter = request.app.state.write_limiter
+    if limiter is not None:
+        limiter.check(principal.tenant)
 
 
 def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -52,11 +57,11 @@ def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         # one dependency level, not two: every request pays for each level it resolves
-        principal = await get_principal(request, credentials)
-        principal.require(*scopes)
-        limiter = request.app.state.write_limiter
-        if writes and limiter is not None and request.method != "GET":
-            limiter.check(principal.tenant)
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("A bearer token is required")
+        principal = authenticate(request, credentials.credentials, *scopes)
+        if writes and request.method != "GET":
+            check_write_limit(request, principal)
         return principal
 
     return _dep

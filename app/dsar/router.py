@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from app.core.deps import DsarRead, DsarWrite, request_session
+from app.core.deps import DsarRead, DsarWrite, check_write_limit, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
-from app.core.routing import AppRoute, body_as, check_write_limit, hot, principal
+from app.core.routing import AppRoute, body_as, hot, principal
 from app.dsar.models import DsarStatus
 from app.dsar.schemas import (
     DsarCreate,
