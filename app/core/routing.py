@@ -39,6 +39,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.deps import authenticate
@@ -133,9 +134,8 @@ class HotPaths:
         if scope["type"] == "http" and self.api.state.settings.fast_paths:
             hit = _match(scope)
             if hit is not None:
-                route, fast, params = hit
-                scope["route"] = route  # the route template, for the access log and metrics
-                scope["path_params"] = params
+                fast, child_scope = hit
+                scope.update(child_scope)  # route (its template names the access log line), params
                 request = AppRequest(scope, receive)
                 try:
                     response = await fast(request)
@@ -164,16 +164,16 @@ class HotPaths:
         return response
 
 
-def _match(scope: Scope) -> tuple[APIRoute, FastHandler, dict[str, Any]] | None:
-    method, path = scope["method"], scope["path"]
+def _match(scope: Scope) -> tuple[FastHandler, Scope] | None:
+    """The hot route for this request, by the route's own matching (path, root path and
+    parameter conversion as the router does it), with the scope it adds."""
+    method = scope["method"]
     for wanted, route, fast in _HOT_ROUTES:
         if wanted != method:
             continue
-        found = route.path_regex.match(path)
-        if found is not None:
-            convert = route.param_convertors
-            params = {k: convert[k].convert(v) for k, v in found.groupdict().items()}
-            return route, fast, params
+        match, child_scope = route.matches(scope)
+        if match is Match.FULL:
+            return fast, child_scope
     return None
 
 
