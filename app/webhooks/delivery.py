@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -230,6 +230,20 @@ def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> 
     return timedelta(seconds=delay * (0.5 + rng() / 2))
 
 
+_DELIVERY = cast(Table, WebhookDelivery.__table__)
+_RECORD = (
+    update(_DELIVERY)
+    .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.attempts == bindparam("b_attempt"))
+    .values(
+        status=bindparam("b_status"),
+        delivered_at=bindparam("b_delivered_at"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_status_code=bindparam("b_last_status_code"),
+        last_error=bindparam("b_last_error"),
+    )
+)
+
+
 async def record(
     session: AsyncSession,
     results: Sequence[tuple[Claimed, Outcome, timedelta]],
@@ -253,31 +267,30 @@ async def record(
         )
         for item, outcome, _ in results
     )
+    rows: list[dict[str, Any]] = []
     for item, outcome, retry_in in results:
-        values: dict[str, Any] = {
-            "last_status_code": outcome.status_code,
-            "last_error": outcome.error,
-        }
         if outcome.ok:
-            status = DeliveryStatus.succeeded
-            values.update(status=status, delivered_at=now, next_attempt_at=None)
+            status, next_attempt_at = DeliveryStatus.succeeded, None
         elif item.attempt >= max_attempts:
-            status = DeliveryStatus.failed
-            values.update(status=status, next_attempt_at=None)
+            status, next_attempt_at = DeliveryStatus.failed, None
         else:
-            status = DeliveryStatus.pending
-            values.update(next_attempt_at=now + retry_in)
+            status, next_attempt_at = DeliveryStatus.pending, now + retry_in
         statuses.append(status)
-        # Only while the lease is ours: if it expired and another worker claimed a later
-        # attempt, that worker's outcome is the one that counts.
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == item.delivery_id,
-                WebhookDelivery.attempts == item.attempt,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        rows.append(
+            {
+                "b_id": item.delivery_id,
+                "b_attempt": item.attempt,
+                "b_status": status,
+                "b_delivered_at": now if outcome.ok else None,
+                "b_next_attempt_at": next_attempt_at,
+                "b_last_status_code": outcome.status_code,
+                "b_last_error": outcome.error,
+            }
         )
+    if rows:
+        # One statement for the round, executed for every delivery; each row only while the
+        # lease is ours: if it expired and another worker claimed a later attempt, that
+        # worker's outcome is the one that counts.
+        await session.execute(_RECORD, rows)
     await session.commit()
     return statuses

@@ -230,3 +230,46 @@ def _tenant(auth: dict[str, str], app: FastAPI) -> str:
     from app.core.security import verify_token
 
     return verify_token(app.state.keys, auth["Authorization"].split()[1]).tenant
+
+
+async def test_an_outcome_recorded_after_the_lease_passed_to_another_attempt_is_ignored(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    """Worker A claims attempt 1 and stalls past its lease; worker B claims attempt 2 and
+    records a failure. A's late success must not overwrite B's outcome (one UPDATE for the
+    whole round, each row guarded by its attempt number)."""
+    from app.webhooks import delivery
+    from app.webhooks.models import DeliveryStatus, WebhookDelivery
+
+    await _policy(client, auth)
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        await _dsar(client, auth)
+        t0 = now()
+        lease = timedelta(seconds=60)
+        async with app.state.sessionmaker() as session:
+            await delivery.fan_out(session, t0)
+        async with app.state.sessionmaker() as session:
+            [first] = [c for c in await delivery.claim(session, t0, lease) if c.url == rx.url]
+        later = t0 + lease + timedelta(seconds=1)
+        async with app.state.sessionmaker() as session:
+            [second] = [c for c in await delivery.claim(session, later, lease) if c.url == rx.url]
+        assert (first.attempt, second.attempt) == (1, 2)
+        failed = delivery.Outcome(status_code=500, error=None, duration_ms=3)
+        succeeded = delivery.Outcome(status_code=200, error=None, duration_ms=3)
+        async with app.state.sessionmaker() as session:
+            await delivery.record(
+                session, [(second, failed, timedelta(seconds=30))], later, max_attempts=12
+            )
+        async with app.state.sessionmaker() as session:
+            await delivery.record(
+                session, [(first, succeeded, timedelta(seconds=30))], later, max_attempts=12
+            )
+        async with app.state.sessionmaker() as session:
+            row = await session.get(WebhookDelivery, first.delivery_id)
+            assert row is not None
+            assert row.status == DeliveryStatus.pending
+            assert row.last_status_code == 500
+            assert row.delivered_at is None
+            assert row.next_attempt_at == later + timedelta(seconds=30)
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
