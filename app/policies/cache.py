@@ -45,9 +45,9 @@ class VersionSnapshot:
 
 
 def version_in_force(versions: Iterable[tuple[int, datetime]], at: datetime) -> int | None:
-    """The rule, once (PolicyRepository.version_at is its SQL form): the newest version whose
-    `effective_at` is not after `at`, else version 1, which also governs every earlier instant.
-    `versions` holds (number, effective_at) pairs in any order."""
+    """The rule, once: the newest version whose `effective_at` is not after `at`, else
+    version 1, which also governs every earlier instant. `versions` holds (number,
+    effective_at) pairs in any order."""
     best: int | None = None
     has_first = False
     for number, effective_at in versions:

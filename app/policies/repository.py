@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.policies.cache import VersionSnapshot
+from app.policies.cache import VersionSnapshot, version_in_force
 from app.policies.models import Policy, PolicyVersion
 
 
@@ -69,29 +69,6 @@ class PolicyRepository:
         )
         return tuple(VersionSnapshot(*row) for row in rows)
 
-    async def version_at(self, tenant: str, key: str, at: datetime) -> PolicyVersion | None:
-        """The version governing instant `at`: the newest one in effect by then, else version 1
-        (version 1 also governs every earlier instant: back-dated requests and incidents)."""
-        found = await self.session.scalar(
-            select(PolicyVersion)
-            .where(
-                PolicyVersion.tenant == tenant,
-                PolicyVersion.policy_key == key,
-                PolicyVersion.effective_at <= at,
-            )
-            .order_by(PolicyVersion.version.desc())
-            .limit(1)
-        )
-        if found is not None:
-            return found
-        return await self.session.scalar(
-            select(PolicyVersion).where(
-                PolicyVersion.tenant == tenant,
-                PolicyVersion.policy_key == key,
-                PolicyVersion.version == 1,
-            )
-        )
-
     async def versions_in_force(
         self, policy_ids: Sequence[uuid.UUID], at: datetime
     ) -> dict[uuid.UUID, PolicyVersion]:
@@ -106,12 +83,14 @@ class PolicyRepository:
                 )
             )
         ).all()
-        best: dict[uuid.UUID, PolicyVersion] = {}
+        by_policy: dict[uuid.UUID, dict[int, PolicyVersion]] = {}
         for row in rows:
-            current = best.get(row.policy_id)
-            in_effect = row.effective_at <= at
-            if current is None or (in_effect and row.version > current.version):
-                best[row.policy_id] = row
+            by_policy.setdefault(row.policy_id, {})[row.version] = row
+        best: dict[uuid.UUID, PolicyVersion] = {}
+        for policy_id, versions in by_policy.items():
+            number = version_in_force(((n, v.effective_at) for n, v in versions.items()), at)
+            if number is not None:
+                best[policy_id] = versions[number]
         return best
 
     async def get_version_by_key(self, tenant: str, key: str, version: int) -> PolicyVersion | None:

@@ -238,11 +238,21 @@ class PolicyService:
         return policy
 
     async def get(self, who: Principal, key: str) -> PolicyRead:
-        now = self.clock()
-        version = await self.repo.version_at(who.tenant, key, now)
+        number = await self._number_in_force(who.tenant, key)
+        version = (
+            await self.repo.get_version_by_key(who.tenant, key, number)
+            if number is not None
+            else None
+        )
         if version is None:
             raise PolicyNotFound(f"No policy '{key}' in this tenant")
         return to_read(version, in_force=True)
+
+    async def _number_in_force(self, tenant: str, key: str) -> int | None:
+        """The number of the version in force now (None: no such policy), by the one rule
+        (cache.version_in_force) over the cached versions."""
+        found = in_force(await self.snapshots(tenant, key), self.clock())
+        return found.version if found is not None else None
 
     async def list_page(
         self, who: Principal, limit: int, cursor: str | None
@@ -260,8 +270,7 @@ class PolicyService:
         after_version = decode_int_cursor(cursor)
         rows = await self.repo.list_versions(policy.id, after_version, limit + 1)
         page, nxt = page_of(rows, limit, lambda v: [v.version])
-        current = await self.repo.version_at(who.tenant, key, self.clock())
-        current_no = current.version if current else None
+        current_no = await self._number_in_force(who.tenant, key)
         items = [to_read(v, in_force=v.version == current_no) for v in page]
         return items, nxt
 
@@ -270,8 +279,7 @@ class PolicyService:
         found = await self.repo.get_version(policy.id, number)
         if found is None:
             raise PolicyVersionNotFound(f"Policy '{key}' has no version {number}")
-        current = await self.repo.version_at(who.tenant, key, self.clock())
-        return to_read(found, in_force=current is not None and current.version == number)
+        return to_read(found, in_force=await self._number_in_force(who.tenant, key) == number)
 
     async def snapshots(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...]:
         """Every version of a policy (none: no such policy), from the process's cache."""
