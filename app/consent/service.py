@@ -96,6 +96,30 @@ def to_out(ev: ConsentEvent) -> ConsentEventOut:
     )
 
 
+def created_from(
+    event: NewEvent, recorded_at: datetime, gpc_events: Sequence[NewEvent] = ()
+) -> ConsentEventCreated:
+    """The answer for a recorded event; `became_current` is set once the write returns."""
+    return ConsentEventCreated(
+        id=event.id,
+        policy_key=event.policy_key,
+        policy_version=event.policy_version,
+        subject_id=event.subject_id,
+        purpose=event.purpose,
+        action=ConsentAction(event.action),
+        occurred_at=event.occurred_at,
+        recorded_at=recorded_at,
+        expires_at=event.expires_at,
+        source=event.source,
+        proof=event.proof,
+        gpc=event.gpc,
+        erased=False,
+        became_current=False,
+        gpc_applied=[e.purpose for e in gpc_events],
+        gpc_event_ids=[e.id for e in gpc_events],
+    )
+
+
 def state_name(state: ConsentAction | str, expires_at: datetime | None, at: datetime) -> StateName:
     """A grant past its `expires_after` reads as `expired` (nothing is written when it lapses)."""
     value = ConsentAction(state).value
@@ -210,24 +234,7 @@ class ConsentService:
             events = self._events_for(pv, body, occurred_at, gpc)
             main = events[0]
             gpc_events = events[1:]
-            created = ConsentEventCreated(
-                id=main.id,
-                policy_key=main.policy_key,
-                policy_version=main.policy_version,
-                subject_id=main.subject_id,
-                purpose=main.purpose,
-                action=body.action,
-                occurred_at=occurred_at,
-                recorded_at=now,
-                expires_at=main.expires_at,
-                source=main.source,
-                proof=main.proof,
-                gpc=False,
-                erased=False,
-                became_current=False,
-                gpc_applied=[e.purpose for e in gpc_events],
-                gpc_event_ids=[e.id for e in gpc_events],
-            )
+            created = created_from(main, now, gpc_events)
             location = f"/v1/consent-events/{main.id}"
             row = None
             if idem.key is not None:
@@ -304,24 +311,7 @@ class ConsentService:
                 await asyncio.sleep(0)  # let the write send its statement
                 for i, new in enumerate(events):
                     if new is not None:
-                        results[i] = model = ConsentEventCreated(
-                            id=new.id,
-                            policy_key=new.policy_key,
-                            policy_version=new.policy_version,
-                            subject_id=new.subject_id,
-                            purpose=new.purpose,
-                            action=ConsentAction(new.action),
-                            occurred_at=new.occurred_at,
-                            recorded_at=now,
-                            expires_at=new.expires_at,
-                            source=new.source,
-                            proof=new.proof,
-                            gpc=False,
-                            erased=False,
-                            became_current=False,
-                            gpc_applied=[],
-                            gpc_event_ids=[],
-                        )
+                        results[i] = model = created_from(new, now)
                         recorded.append(model)
             finally:
                 # never left running on its own, even when this request is cancelled meanwhile
