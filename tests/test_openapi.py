@@ -54,3 +54,20 @@ def test_every_operation_has_tag_summary_camelcase_id_and_problem_responses() ->
                     if "$ref" in schema:
                         schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
                     assert body.get("examples") or schema.get("examples"), (method, path)
+
+
+def test_component_schema_names_are_unique_and_unmangled() -> None:
+    """Two models with one class name become `app__x__schemas__Y` keys with one title, and
+    openapi-python-client then drops every model that uses either (DESIGN §12)."""
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    mangled = [name for name in schemas if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name)]
+    assert mangled == [], f"mangled schema names (rename a model): {mangled}"
+    retitled = {name: s["title"] for name, s in schemas.items() if s.get("title", name) != name}
+    assert retitled == {}, f"schemas whose title is not their name: {retitled}"
+    folded: dict[str, list[str]] = {}
+    for name in schemas:  # generators derive file and class names from these, case-folded
+        folded.setdefault(re.sub(r"[^a-z0-9]", "", name.lower()), []).append(name)
+    assert [names for names in folded.values() if len(names) > 1] == []
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert refs <= set(schemas), f"dangling references: {sorted(refs - set(schemas))}"

@@ -177,13 +177,15 @@ class ReceiptPolicy(BaseModel):
     effective_at: datetime
 
 
-class PeriodOut(BaseModel):
+class ReceiptPeriod(BaseModel):
+    """A period of the policy in force, as the receipt states it (e.g. 13 months)."""
+
     value: int
     unit: str
 
 
 class ReceiptRetention(BaseModel):
-    consent_expires_after: PeriodOut | None
+    consent_expires_after: ReceiptPeriod | None
     consent_expires_at: datetime | None
     record: str
 
