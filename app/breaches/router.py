@@ -173,7 +173,8 @@ async def update_breach(
     summary="Record a notice sent to the authority, the people affected or the controller",
     description="Returns the whole incident (201, `Location` is the incident) with the notice "
     "in `notifications`. A notice sent after its due instant needs `late_reason` (422 "
-    "`breach_notification_late_reason_required`, GDPR Art. 33(1)) and is marked `late`. "
+    "`breach_notification_late_reason_required`: GDPR/UK GDPR Art. 33(1), the service's own "
+    "rule elsewhere) and is marked `late`. "
     "`controller` is only for an incident registered with role `processor`.",
     responses=problems(404, 409, 412),
 )

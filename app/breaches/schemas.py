@@ -46,7 +46,7 @@ NOTIFICATION_EXAMPLES: dict[str, Any] = {
         },
     },
     "late": {
-        "summary": "A late notice gives its reasons (GDPR Art. 33(1))",
+        "summary": "A late notice gives its reasons (GDPR Art. 33(1) for a GDPR policy)",
         "value": {
             "audience": "subjects",
             "sent_at": "2026-10-29T10:00:00+01:00",
@@ -128,7 +128,8 @@ class NotificationIn(BaseModel):
         default=None,
         min_length=1,
         max_length=2000,
-        description="Required when the notice is sent after its due instant (GDPR Art. 33(1))",
+        description="Required when the notice is sent after its due instant (GDPR and UK GDPR "
+        "Art. 33(1); the service's own rule under the other regimes)",
     )
 
 

@@ -43,6 +43,7 @@ from app.rules.calendars import calendar_for
 from app.rules.deadlines import BreachDeadlines, breach_deadlines
 from app.rules.explain import Step, describe_period, local_moment, rule_name
 from app.rules.periods import Period, add_period, zone
+from app.rules.regimes import cite
 
 # A client's clock may run a little ahead of ours: "now" from a script is not "the future".
 CLOCK_SKEW = timedelta(minutes=1)
@@ -554,10 +555,17 @@ class BreachService:
             late = due is not None and body.sent_at > due
             if late and not body.late_reason:
                 assert due is not None
+                pv = await self._policy_version(incident)
+                rule, source = cite(pv.resolved["jurisdiction"]["regime"], "late_notice")
+                why = (
+                    f"a late notification must be accompanied by the reasons for the delay ({rule})"
+                    if source is not None
+                    else f"the register records why a notice was late ({rule})"
+                )
                 raise LateReasonRequired(
                     f"The notice to {audience.value} was sent after its due instant "
-                    f"{due.isoformat()}: a late notification must be accompanied by the reasons "
-                    "for the delay (GDPR Art. 33(1)); send them in `late_reason`",
+                    f"{due.isoformat()}: {why}; send them in `late_reason`",
+                    rule=rule,
                     due_at=due.isoformat(),
                     errors=[
                         {

@@ -82,6 +82,9 @@ class DsarTicket(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     clock_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when the ticket entered awaiting_verification: the controller asked for information to
+    # confirm identity, which (GDPR/UK GDPR presets) moves the clock start to its receipt
+    identity_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledge_by: Mapped[date | None] = mapped_column(Date)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     due_date: Mapped[date | None] = mapped_column(Date)

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, TextClause, and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import rawpg
-from app.dsar.models import DsarEvent, DsarTicket
+from app.dsar.models import NO_DUE_SORT, DsarEvent, DsarTicket
 
 
 def _insert_sql() -> TextClause:
@@ -142,7 +142,8 @@ def sla_filter(sla: str, now: datetime, window: timedelta) -> ColumnElement[bool
     conditions: dict[str, Any] = {
         "overdue": and_(DsarTicket.is_open.is_(True), sort < now),
         "due_soon": and_(DsarTicket.is_open.is_(True), sort >= now, sort <= soon),
-        "on_track": and_(DsarTicket.is_open.is_(True), sort > soon),
+        "on_track": and_(DsarTicket.is_open.is_(True), sort > soon, sort < NO_DUE_SORT),
+        "no_fixed_deadline": and_(DsarTicket.is_open.is_(True), sort == NO_DUE_SORT),
         "met": and_(DsarTicket.is_open.is_(False), or_(due.is_(None), DsarTicket.closed_at <= due)),
         "missed": and_(DsarTicket.is_open.is_(False), due.is_not(None), DsarTicket.closed_at > due),
     }

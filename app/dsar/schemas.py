@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from app.dsar.models import DsarStatus
 from app.policies.schemas import KEY_PATTERN, Right
 
-Sla = Literal["on_track", "due_soon", "overdue", "met", "missed"]
+Sla = Literal["on_track", "due_soon", "overdue", "met", "missed", "no_fixed_deadline"]
 
 
 class Subject(BaseModel):
@@ -96,11 +96,18 @@ class DsarRead(BaseModel):
     received_at: datetime
     clock_started_at: datetime
     verified_at: datetime | None
+    identity_requested_at: datetime | None = Field(
+        description="When the ticket entered awaiting_verification (identity information "
+        "was asked for); under the GDPR and UK GDPR presets the clock waits for it"
+    )
     acknowledge_by: date | None
     due_at: datetime | None
     due_date: date | None
     provisional: bool = Field(description="The clock starts at verification, not yet done")
-    extension_allowed: bool
+    extension_allowed: bool = Field(
+        description="An extension could be taken now: the rule allows one, it was not taken, "
+        "the ticket is open and the first period has not ended"
+    )
     extended: bool
     extension_reason: str | None
     extension_notice_by: date | None = Field(

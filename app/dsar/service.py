@@ -40,6 +40,7 @@ from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService
 from app.rules.deadlines import DsarDeadlines, dsar_deadlines
+from app.rules.regimes import cite
 
 CLOCK_SKEW = timedelta(seconds=5)
 
@@ -87,12 +88,26 @@ def sla_of(ticket: DsarTicket, now: datetime, window: timedelta) -> str:
             return "met"
         return "missed"
     if due is None:
-        return "on_track"
+        # nothing to be on track for: the law sets no period (Morocco access, "sans délais")
+        # and the policy made no promise of its own
+        return "no_fixed_deadline"
     if now > due:
         return "overdue"
     if due - now <= window:
         return "due_soon"
     return "on_track"
+
+
+def extension_open(ticket: DsarTicket, now: datetime) -> bool:
+    """Whether an extension could be taken now: the rule allows one, it was not taken, the
+    ticket is open and the first period has not ended (the same tests `extend` applies, so a
+    true here is never answered by a 409 there)."""
+    return (
+        bool(ticket.extension_allowed)
+        and ticket.is_open
+        and not ticket.extended
+        and (ticket.first_due_at is None or now <= ticket.first_due_at)
+    )
 
 
 def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
@@ -114,11 +129,12 @@ def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
             "received_at": ticket.received_at,
             "clock_started_at": ticket.clock_started_at,
             "verified_at": ticket.verified_at,
+            "identity_requested_at": ticket.identity_requested_at,
             "acknowledge_by": ticket.acknowledge_by,
             "due_at": ticket.due_at,
             "due_date": ticket.due_date,
             "provisional": ticket.provisional,
-            "extension_allowed": ticket.extension_allowed,
+            "extension_allowed": extension_open(ticket, now),
             "extended": ticket.extended,
             "extension_reason": ticket.extension_reason,
             "extension_notice_by": ticket.extension_notice_by,
@@ -201,6 +217,7 @@ class DsarService:
                 description=body.description,
                 received_at=received_at,
                 verified_at=None,
+                identity_requested_at=None,
                 extended=False,
                 extension_reason=None,
                 extension_notice_by=None,
@@ -284,8 +301,12 @@ class DsarService:
                 allowed=[s.value for s in allowed],
             )
         if body.to == DsarStatus.rejected and not body.reason:
+            regime = (await self._policy_version(ticket)).resolved["jurisdiction"]["regime"]
+            rule, source = cite(regime, "refusal")
+            why = f"{source}" if source is not None else f"{rule}: a rejection records its reason"
             raise ReasonRequired(
-                "Rejecting a request needs a reason (GDPR Art. 12(4))",
+                f"Rejecting a request needs a reason ({why})",
+                rule=rule,
                 errors=[
                     {"loc": ["body", "reason"], "msg": "required to reject", "type": "missing"}
                 ],
@@ -299,6 +320,24 @@ class DsarService:
                 ["body", "verified_at"], "only when identity is verified (to in_progress)"
             )
         data: dict[str, Any] = {}
+        if body.to == DsarStatus.awaiting_verification:
+            # The controller asks for information to confirm identity: under the GDPR and UK
+            # GDPR presets the clock now waits for it (the dates become provisional).
+            ticket.identity_requested_at = now
+            data["identity_requested_at"] = now.isoformat()
+            pv = await self._policy_version(ticket)
+            dl = dsar_deadlines(
+                pv.resolved,
+                type=ticket.type,
+                received_at=ticket.received_at,
+                requester=ticket.requester,
+                extended=ticket.extended,
+                identity_requested=True,
+            )
+            if dl.due_at != ticket.due_at or ticket.provisional != dl.provisional:
+                data["due_at_before"] = _iso(ticket.due_at)
+            _apply_deadlines(ticket, dl, extended=ticket.extended)
+            data["due_date"] = _iso(ticket.due_date)
         if verifying:
             if current == DsarStatus.awaiting_verification:
                 verified_at = body.verified_at or now
@@ -320,6 +359,7 @@ class DsarService:
                 verified_at=verified_at,
                 requester=ticket.requester,
                 extended=ticket.extended,
+                identity_requested=ticket.identity_requested_at is not None,
             )
             if dl.due_at != ticket.due_at or ticket.provisional != dl.provisional:
                 data["due_at_before"] = _iso(ticket.due_at)
@@ -377,6 +417,7 @@ class DsarService:
             verified_at=ticket.verified_at,
             requester=ticket.requester,
             extended=True,
+            identity_requested=ticket.identity_requested_at is not None,
         )
         before = ticket.due_at
         _apply_deadlines(ticket, dl, extended=True)

@@ -30,6 +30,10 @@ Regime = Literal[
     "morocco_09_08",
     "custom",
 ]
+# received: at receipt whatever verification (CCPA); verified: at identity verification;
+# received_or_identity: at receipt, or at the receipt of the identity information the
+# controller asked for (GDPR and UK GDPR presets: UK GDPR Art. 12A, EDPB 01/2022)
+ClockStarts = Literal["received", "verified", "received_or_identity"]
 NotifyWhen = Literal["risk", "high_risk", "always", "never"]
 LawfulBasis = Literal[
     "consent",
@@ -57,7 +61,7 @@ class RuleIn(_In):
     extension: Period | None = None
     extension_notice_within: Period | None = None
     acknowledge_within: Period | None = None
-    clock_starts: Literal["received", "verified"] | None = None
+    clock_starts: ClockStarts | None = None
     applies_to: Literal["subject", "controller_instruction"] | None = None
 
 
@@ -166,7 +170,7 @@ class RuleOut(_Out):
     extension: PeriodOut | None
     extension_notice_within: PeriodOut | None
     acknowledge_within: PeriodOut | None
-    clock_starts: Literal["received", "verified"]
+    clock_starts: ClockStarts
     applies_to: Literal["subject", "controller_instruction"]
     source: str
 
@@ -344,6 +348,12 @@ class DsarPreviewIn(_In):
     type: Right
     received_at: AwareDatetime
     verified_at: AwareDatetime | None = None
+    identity_requested: bool | None = Field(
+        default=None,
+        description="Whether the controller asked for information to confirm identity (a "
+        "ticket that went through awaiting_verification). Default: true when verified_at is "
+        "after received_at",
+    )
     requester: Literal["subject", "controller"] = "subject"
 
 

@@ -335,6 +335,7 @@ class PreviewService:
                 received_at=body.received_at,
                 verified_at=body.verified_at,
                 requester=body.requester,
+                identity_requested=body.identity_requested,
             )
             return DsarPreviewOut.model_validate({"kind": "dsar", **meta, **dl.to_dict()})
         bd = breach_deadlines(resolved, aware_at=body.aware_at, risk=body.risk, role=body.role)

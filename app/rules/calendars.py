@@ -53,11 +53,64 @@ def _december_26(year: int) -> date:
     return date(year, 12, 26)
 
 
+def _nth_monday(year: int, month: int, n: int) -> date:
+    first = date(year, month, 1)
+    return first + timedelta(days=(7 - first.weekday()) % 7 + 7 * (n - 1))
+
+
+def _family_day_ontario(year: int) -> date | None:
+    # Ontario Legislation Act, 2006 s.88: Family Day, the third Monday of February (from 2008)
+    return _nth_monday(year, 2, 3) if year >= 2008 else None
+
+
+def _family_day_bc(year: int) -> date | None:
+    # BC Family Day, set by the Legislature (BC Interpretation Act s.29(d)): second Monday
+    # of February 2013-2018, third Monday from 2019
+    if year < 2013:
+        return None
+    return _nth_monday(year, 2, 2 if year <= 2018 else 3)
+
+
+def _british_columbia_day(year: int) -> date:
+    # BC Interpretation Act s.29(b): British Columbia Day, the first Monday in August
+    return _nth_monday(year, 8, 1)
+
+
+def _june_24(year: int) -> date:
+    # Québec I-16 s.61(23)(e): "le 24 juin, jour de la fête nationale"
+    return date(year, 6, 24)
+
+
+def _ontario_new_year_substitute(year: int) -> date | None:
+    # Ontario Legislation Act s.88(3): New Year's Day on a Sunday → the Monday is a holiday too
+    return date(year, 1, 2) if date(year, 1, 1).weekday() == 6 else None
+
+
+def _ontario_christmas_substitute(year: int) -> date | None:
+    # Ontario Legislation Act s.88(5): Christmas on a Saturday → the following Monday, on a
+    # Sunday → the following Tuesday (Boxing Day being the Monday): 27 December either way
+    return date(year, 12, 27) if date(year, 12, 25).weekday() in (5, 6) else None
+
+
 EXTRA_HOLIDAYS: dict[str, tuple[str, Callable[[int], date | None]]] = {
     "easter_monday": ("Easter Monday", _easter_monday),
     "december_26": ("26 December", _december_26),
     "good_friday": ("Good Friday", _good_friday),
     "july_2_if_canada_day_is_sunday": ("Canada Day (2 July)", _july_2_if_canada_day_is_sunday),
+    # provincial non-juridical days (federal Interpretation Act s.35(1)(a)), per province
+    "boxing_day": ("Boxing Day", _december_26),
+    "family_day_ontario": ("Family Day", _family_day_ontario),
+    "family_day_bc": ("Family Day", _family_day_bc),
+    "british_columbia_day": ("British Columbia Day", _british_columbia_day),
+    "june_24": ("Fête nationale (24 June)", _june_24),
+    "ontario_new_year_substitute": (
+        "New Year's Day (Monday, Legislation Act s.88(3))",
+        _ontario_new_year_substitute,
+    ),
+    "ontario_christmas_substitute": (
+        "Christmas Day (substitute, Legislation Act s.88(5))",
+        _ontario_christmas_substitute,
+    ),
 }
 
 
@@ -129,9 +182,34 @@ class WorkCalendar:
         """Why `d` moves a deadline ending on it ('a Sunday', 'Christmas Day'), else None."""
         name = self.holiday_name(d) if self._roll_holidays else None
         if name is not None:
-            return f"a public holiday ({name})"
+            return f"a holiday ({name})"
         if d.weekday() in self._roll_weekdays:
             return f"a {WEEKDAY_NAMES[d.weekday()].capitalize()}"
+        return None
+
+    def roll_words(self) -> str:
+        """The regime's roll rule in words, the same sentence in every explanation."""
+        if not self.roll_forward_on:
+            return (
+                "a deadline stays on the day it falls, even a weekend day or a holiday "
+                "(business days, when a period is counted in them, skip "
+                f"{_names(self._weekend)} and holidays)"
+            )
+        kinds = [f"a {WEEKDAY_NAMES[n].capitalize()}" for n in sorted(self._roll_weekdays)]
+        if self._roll_holidays:
+            kinds.append("a holiday")
+        listed = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
+        return f"a deadline that ends on {listed} moves to the next day that is none of these"
+
+    def weekend_note(self, d: date) -> str | None:
+        """For a day skipped when counting business days that does not move a deadline (a
+        Saturday under the Canadian Interpretation Acts): why both are true."""
+        if d.weekday() in self._weekend and d.weekday() not in self._roll_weekdays:
+            day = WEEKDAY_NAMES[d.weekday()].capitalize()
+            return (
+                f"{day}s are not counted as business days, but they are not holidays under "
+                "this rule, so a deadline may end on one"
+            )
         return None
 
     def roll_forward(self, d: date) -> date:
@@ -156,6 +234,13 @@ class WorkCalendar:
                 continue
             remaining -= 1
         return d, skipped
+
+
+def _names(days: frozenset[int]) -> str:
+    names = [f"{WEEKDAY_NAMES[n].capitalize()}s" for n in sorted(days)]
+    if not names:
+        return "no weekday"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _key(spec: Mapping[str, Any]) -> tuple[Any, ...]:

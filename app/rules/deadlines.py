@@ -14,7 +14,7 @@ from typing import Any, Literal
 from app.rules.calendars import WorkCalendar, calendar_for
 from app.rules.explain import Step, describe_period, local_moment, rule_name, utc_text, weekday
 from app.rules.periods import Period, add_period, add_to_date, end_of_local_day, zone
-from app.rules.regimes import PRESETS
+from app.rules.regimes import PRESETS, cite
 
 Risk = Literal["unlikely", "risk", "high_risk"]
 Role = Literal["controller", "processor"]
@@ -88,30 +88,34 @@ def _count(
             "ends on its last day"
         )
     if counted.skipped:
-        detail += "; public holidays skipped: " + ", ".join(
+        detail += "; holidays skipped: " + ", ".join(
             f"{d.isoformat()} {name}" for d, name in counted.skipped
         )
     steps.append(Step(rule, source, detail))
     end = counted.end
-    why = ctx.calendar.why_not_working(end)
-    cal_source = ctx.calendar.source
+    cal = ctx.calendar
+    why = cal.why_not_working(end)
+    cal_source = cal.source
     if why is not None:
-        rolled = ctx.calendar.roll_forward(end)
+        rolled = cal.roll_forward(end)
+        note = cal.weekend_note(rolled)
         steps.append(
             Step(
                 rule_name(cal_source),
                 cal_source,
-                f"{end.isoformat()} is {why} → next working day {_day(rolled)}",
+                f"{end.isoformat()} is {why}: {cal.roll_words()} → {_day(rolled)}"
+                + (f" ({note})" if note else ""),
             )
         )
         end = rolled
-    elif period.unit != "business_days" and not ctx.calendar.is_business_day(end):
+    elif period.unit != "business_days" and not cal.is_business_day(end):
+        note = cal.weekend_note(end)
         steps.append(
             Step(
                 rule_name(cal_source),
                 cal_source,
-                f"{_day(end)} is not a working day, but this regime does not move a deadline "
-                "off it: the date stands",
+                f"{_day(end)} is not a business day, but it does not move the deadline: "
+                f"{cal.roll_words()}" + (f"; {note}" if note else "") + " → the date stands",
             )
         )
     return end_of_local_day(end, ctx.tz), end
@@ -192,6 +196,121 @@ def _promise_note(rule: Mapping[str, Any], legal: Mapping[str, Any], name: str) 
     return f" (the policy's own promise; the regime's rule: {law_text})"
 
 
+def _clock_start(
+    ctx: _Context,
+    resolved: Mapping[str, Any],
+    rule: Mapping[str, Any],
+    received_at: datetime,
+    verified_at: datetime | None,
+    identity_requested: bool | None,
+    steps: list[Step],
+) -> tuple[datetime, bool]:
+    """When the answer's clock starts, and whether that is still provisional (it waits for
+    identity); appends the step that says which rule decided it."""
+    mode = rule["clock_starts"]
+    verified = verified_at.astimezone(UTC) if verified_at is not None else None
+    if identity_requested is None:
+        # the preview's reading of the facts: identity information that arrived after the
+        # request is information the controller asked for
+        identity_requested = verified is not None and verified > received_at
+    if mode == "verified":
+        s_rule, s_source = _label(rule, "clock_starts")
+        if verified is None:
+            steps.append(
+                Step(
+                    s_rule,
+                    s_source,
+                    "The clock starts when identity is verified, which has not happened yet: "
+                    "the dates below are provisional, counted from receipt, and are recomputed "
+                    "at verification",
+                )
+            )
+            return received_at, True
+        if verified <= received_at:
+            # The clock starts at the latest of receipt and identity (UK GDPR Art. 12A
+            # "relevant time"): identity known before the request does not back-date it.
+            steps.append(
+                Step(
+                    s_rule,
+                    s_source,
+                    f"Identity verified {local_moment(verified, ctx.tz, ctx.tz_name)}, "
+                    "before the request arrived: the clock runs from receipt, the later of "
+                    "the two",
+                )
+            )
+            return received_at, False
+        steps.append(
+            Step(
+                s_rule,
+                s_source,
+                f"Identity verified {local_moment(verified, ctx.tz, ctx.tz_name)}: the clock "
+                "runs from verification, not from receipt",
+            )
+        )
+        return verified, False
+    if mode != "received_or_identity":
+        return received_at, False
+    if "clock_starts" in rule.get("overrides", ()):
+        i_rule, i_source = "policy promise", None
+    else:
+        i_rule, i_source = cite(resolved["jurisdiction"]["regime"], "identity")
+        if i_source is None:
+            i_rule, i_source = rule_name(str(rule.get("legal_source") or "")), None
+    if not identity_requested:
+        if verified is not None:
+            detail = (
+                f"Identity verified {local_moment(verified, ctx.tz, ctx.tz_name)} without "
+                "asking the person for more information: the clock runs from receipt"
+            )
+        else:
+            detail = (
+                "The clock runs from receipt; had the controller asked for information to "
+                "confirm identity, it would run from the receipt of that information"
+            )
+        steps.append(Step(i_rule, i_source, detail))
+        return received_at, False
+    if verified is None:
+        steps.append(
+            Step(
+                i_rule,
+                i_source,
+                "Information to confirm identity was asked for and has not arrived: the clock "
+                "starts on its receipt. The dates below are provisional, counted from receipt, "
+                "and are recomputed at verification",
+            )
+        )
+        return received_at, True
+    if verified <= received_at:
+        steps.append(
+            Step(
+                i_rule,
+                i_source,
+                f"Identity verified {local_moment(verified, ctx.tz, ctx.tz_name)}, not after "
+                "receipt: the clock runs from receipt, the later of the two",
+            )
+        )
+        return received_at, False
+    steps.append(
+        Step(
+            i_rule,
+            i_source,
+            "Information to confirm identity was asked for and received "
+            f"{local_moment(verified, ctx.tz, ctx.tz_name)}: the clock runs from then, not "
+            "from receipt of the request",
+        )
+    )
+    return verified, False
+
+
+def _due_text(ctx: _Context, at: datetime, d: date, hours: bool) -> str:
+    """'at 2027-03-01T22:59:59.999999Z (UTC), the last moment of 2027-03-01 in Europe/Paris':
+    the local date comes last, so the last date a reader sees is the date returned."""
+    if hours:
+        local = at.astimezone(ctx.tz)
+        return f"at {utc_text(at)} (UTC), {local:%H:%M} on {d.isoformat()} in {ctx.tz_name}"
+    return f"at {utc_text(at)} (UTC), the last moment of {d.isoformat()} in {ctx.tz_name}"
+
+
 def dsar_deadlines(
     resolved: Mapping[str, Any],
     *,
@@ -200,59 +319,35 @@ def dsar_deadlines(
     verified_at: datetime | None = None,
     requester: str = "subject",
     extended: bool = False,
+    identity_requested: bool | None = None,
 ) -> DsarDeadlines:
-    """When a request of `type`, received at `received_at`, must be acknowledged and answered."""
+    """When a request of `type`, received at `received_at`, must be acknowledged and answered.
+
+    `identity_requested`: whether the controller asked the person for information to confirm
+    identity (the ticket went through `awaiting_verification`); None reads it from the facts
+    (identity verified after receipt). The explanation ends with the date returned: the
+    extended date when `extended`, else the first one."""
     ctx = _context(resolved)
     rule = rule_for(resolved, type, requester)
     legal = _legal_rule(resolved, type)
+    regime = resolved["jurisdiction"]["regime"]
     steps: list[Step] = []
     received_at = received_at.astimezone(UTC)
+    relayed = requester == "controller"
+    instruction = rule.get("applies_to") == "controller_instruction"
 
-    start_rule, start_source = _label(rule, "clock_starts")
-    provisional = False
-    start = received_at
+    r_rule, r_source = _label(rule, "within")
     steps.append(
         Step(
-            start_rule,
-            start_source,
-            f"Request ({type}) received {local_moment(received_at, ctx.tz, ctx.tz_name)}",
+            r_rule,
+            r_source,
+            f"Request ({type}) received {local_moment(received_at, ctx.tz, ctx.tz_name)}"
+            + (" from the controller, on its instruction" if relayed else ""),
         )
     )
-    if rule["clock_starts"] == "verified":
-        if verified_at is None:
-            provisional = True
-            steps.append(
-                Step(
-                    start_rule,
-                    start_source,
-                    "The clock starts when identity is verified, which has not happened yet: "
-                    "the dates below are provisional, counted from receipt, and are recomputed "
-                    "at verification",
-                )
-            )
-        elif verified_at.astimezone(UTC) <= received_at:
-            # The clock starts at the latest of receipt and identity (UK GDPR Art. 12A
-            # "relevant time"): identity known before the request does not back-date it.
-            steps.append(
-                Step(
-                    start_rule,
-                    start_source,
-                    f"Identity verified {local_moment(verified_at, ctx.tz, ctx.tz_name)}, "
-                    "before the request arrived: the clock runs from receipt, the later of "
-                    "the two",
-                )
-            )
-        else:
-            start = verified_at.astimezone(UTC)
-            steps.append(
-                Step(
-                    start_rule,
-                    start_source,
-                    f"Identity verified {local_moment(start, ctx.tz, ctx.tz_name)}: the clock "
-                    "runs from verification, not from receipt (the period restarts on receipt "
-                    "of the identity information, as the ICO counts it)",
-                )
-            )
+    start, provisional = _clock_start(
+        ctx, resolved, rule, received_at, verified_at, identity_requested, steps
+    )
 
     acknowledge_by: date | None = None
     ack = Period.of(rule.get("acknowledge_within"))
@@ -272,27 +367,19 @@ def dsar_deadlines(
     w_rule, w_source = _label(rule, "within")
     due_at: datetime | None = None
     due_date: date | None = None
-    if within is None:
-        steps.append(
-            Step(
-                w_rule,
-                w_source,
-                "No fixed period applies to this request: answer without undue delay "
-                "(no due date is set)",
-            )
-        )
-    else:
+    if within is not None:
+        note = _promise_note(rule, legal, "within")
+        if instruction and note:
+            note = " (the policy's own promise to the controller that relayed the request)"
         due_at, due_date = _count(
             ctx,
             start,
             within,
-            what="Answer" + _promise_note(rule, legal, "within"),
+            what="Answer" + note,
             rule=w_rule,
             source=w_source,
             steps=steps,
         )
-        if within.unit != "hours":
-            _ends(ctx, due_date, due_at, steps, "The period")
 
     extension = Period.of(rule.get("extension"))
     extension_allowed = extension is not None and within is not None
@@ -301,7 +388,6 @@ def dsar_deadlines(
     notice_by: date | None = None
     if extension is not None and within is not None and due_at is not None:
         e_rule, e_source = _label(rule, "extension")
-        scratch: list[Step] = []
         if extension.unit == within.unit:
             total = within.plus(extension)
             ext_at, ext_date = _count(
@@ -312,7 +398,7 @@ def dsar_deadlines(
                 "counted from the original start, not from the first deadline",
                 rule=e_rule,
                 source=e_source,
-                steps=scratch,
+                steps=steps,
             )
         else:
             # A day-based extension continues the first period from its last day *before*
@@ -335,33 +421,73 @@ def dsar_deadlines(
                 "period (before any roll-forward)",
                 rule=e_rule,
                 source=e_source,
-                steps=scratch,
+                steps=steps,
             )
-        notice = Period.of(rule.get("extension_notice_within")) or within
-        n_rule, n_source = _label(rule, "extension_notice_within")
-        _, notice_by = _count(
-            ctx,
-            start,
-            notice,
-            what="The subject must be told of an extension, with its reasons",
-            rule=n_rule,
-            source=n_source,
-            steps=scratch,
-        )
-        steps.extend(scratch)
-        if extended:
-            steps.append(
-                Step(
-                    e_rule,
-                    e_source,
-                    f"Extended: the answer is now due {ext_date.isoformat()} "
-                    f"({utc_text(ext_at)}); the extension and its reasons were to be told "
-                    f"to the subject by {notice_by.isoformat()}",
-                )
+        if not relayed:
+            # a duty owed to the person: a controller relaying its client's request is told
+            # by the service's own answer, not by a statutory notice
+            notice = Period.of(rule.get("extension_notice_within")) or within
+            n_rule, n_source = _label(rule, "extension_notice_within")
+            _, notice_by = _count(
+                ctx,
+                start,
+                notice,
+                what="The subject must be told of an extension, with its reasons",
+                rule=n_rule,
+                source=n_source,
+                steps=steps,
             )
     elif within is not None:
+        if instruction:
+            steps.append(
+                Step(
+                    "policy promise",
+                    None,
+                    "This rule, for a controller's instruction, names no extension; the "
+                    "regime's extension is owed to the person and does not apply to it",
+                )
+            )
+        else:
+            e_rule, e_source = _label(rule, "extension")
+            steps.append(Step(e_rule, e_source, "This rule allows no extension"))
+
+    hours = within is not None and within.unit == "hours"
+    if within is None:
+        words = cite(regime, "no_period")[1] or "without undue delay"
+        steps.append(
+            Step(
+                w_rule,
+                w_source,
+                f"No fixed period applies to this request: answer {words}, so no due date is "
+                "set (a policy may set its own promise)",
+            )
+        )
+    elif extended and ext_at is not None and ext_date is not None:
+        ext_hours = extension is not None and extension.unit == "hours"
+        told = (
+            f"the extension and its reasons were to be told to the subject by "
+            f"{notice_by.isoformat()}; "
+            if notice_by is not None
+            else ""
+        )
         e_rule, e_source = _label(rule, "extension")
-        steps.append(Step(e_rule, e_source, "This rule allows no extension"))
+        steps.append(
+            Step(
+                e_rule,
+                e_source,
+                f"Extended: {told}the answer is now due "
+                + _due_text(ctx, ext_at, ext_date, ext_hours),
+            )
+        )
+    elif due_at is not None and due_date is not None:
+        steps.append(
+            Step(
+                "end of the last day" if not hours else "exact instant",
+                None,
+                ("Provisional: " if provisional else "")
+                + f"the answer is due {_due_text(ctx, due_at, due_date, hours)}",
+            )
+        )
 
     return DsarDeadlines(
         clock_started_at=start,
@@ -405,8 +531,8 @@ class BreachDeadlines:
 
 _RISK_WORDS = {
     "unlikely": "unlikely to result in a risk",
-    "risk": "a risk",
-    "high_risk": "a high risk",
+    "risk": "likely to result in a risk (not a high one)",
+    "high_risk": "likely to result in a high risk",
 }
 _WHEN_WORDS = {
     "always": "whatever the risk",
@@ -426,6 +552,27 @@ def notification_required(when: str, risk: str) -> bool:
     return risk == "high_risk"
 
 
+def _duty_words(label: str, when: str, risk: str, required: bool) -> str:
+    """One sentence that cannot read as a contradiction: the duty, then the facts that
+    decide it ('Telling X is not required: this rule never requires it, whatever the risk
+    (assessed as a high risk)')."""
+    assessed = f"the breach is assessed as {_RISK_WORDS[risk]}"
+    if when == "never":
+        return (
+            f"Notifying {label} is not required: this rule never requires it, whatever the "
+            f"risk ({assessed})"
+        )
+    if when == "always":
+        return f"Notifying {label} is required whatever the risk ({assessed})"
+    threshold = (
+        "unless the breach is unlikely to result in a risk"
+        if when == "risk"
+        else "only when the risk is high"
+    )
+    verdict = "required" if required else "not required"
+    return f"Notifying {label} is {verdict}: this rule requires it {threshold}, and {assessed}"
+
+
 def breach_deadlines(
     resolved: Mapping[str, Any],
     *,
@@ -443,7 +590,7 @@ def breach_deadlines(
             "awareness",
             None,
             f"Aware of the breach {local_moment(aware_at, ctx.tz, ctx.tz_name)}; the clocks run "
-            f"from this moment. Risk assessed as {_RISK_WORDS[risk]}",
+            f"from this moment. The breach is assessed as {_RISK_WORDS[risk]}",
         )
     ]
     result: dict[str, Any] = {
@@ -455,17 +602,24 @@ def breach_deadlines(
         "controller_due_at": None,
     }
 
+    regime = resolved["jurisdiction"]["regime"]
+
     def clock(audience: str, label: str, field_name: str) -> None:
         period = Period.of(breach.get(field_name))
         rule, source = _label(breach, field_name)
         note = _promise_note(breach, legal, field_name)
+        words = cite(regime, "no_period")[1] or "without undue delay"
+        if audience == "controller" and field_name not in breach.get("overrides", ()):
+            # a processor's duty has its own rule (GDPR Art. 33(2)), or is the service's own
+            rule, source = cite(regime, "processor")
+            words = cite(regime, "processor_when")[1] or "without undue delay"
         if period is None:
             steps.append(
                 Step(
                     rule,
                     source,
-                    f"Tell {label} without undue delay / as soon as feasible: the law sets no "
-                    f"fixed period, so no due instant is given{note}",
+                    f"Tell {label} {words}: the rule sets no fixed period (no number of hours "
+                    f"or days), so no due instant is given{note}",
                 )
             )
             return
@@ -484,13 +638,19 @@ def breach_deadlines(
 
     if role == "processor":
         result["controller_notification_required"] = True
+        p_rule, p_source = cite(regime, "processor")
         steps.append(
             Step(
-                "GDPR Art. 33(2)",
-                "GDPR Art. 33(2): the processor notifies the controller without undue delay "
-                "after becoming aware of a personal data breach",
+                p_rule,
+                p_source,
                 "Acting as processor: the duty is to tell the controller; notifying the "
-                "authority and the people affected is the controller's decision",
+                "authority and the people affected is the controller's decision"
+                + (
+                    ""
+                    if p_source is not None
+                    else " (this regime's law names no processor duty: the service applies "
+                    "its own rule, the processor tells its controller)"
+                ),
             )
         )
         clock("controller", "the controller", "controller_within")
@@ -507,14 +667,7 @@ def breach_deadlines(
         if f"notify_{audience}" in breach.get("overrides", ()):
             legal_when = str(legal[f"notify_{audience}"])
             note = f" (the policy's own promise; the regime's rule: {_WHEN_WORDS[legal_when]})"
-        steps.append(
-            Step(
-                rule,
-                source,
-                f"Notifying {label} is {'required' if required else 'not required'}: the rule "
-                f"says {_WHEN_WORDS[when]}, and the risk is {_RISK_WORDS[risk]}{note}",
-            )
-        )
+        steps.append(Step(rule, source, _duty_words(label, when, risk, required) + note))
         result[f"{audience}_notification_required"] = required
         if required:
             clock(audience, label, f"{audience}_within")

@@ -38,6 +38,7 @@ RULE_FIELDS = (
     "clock_starts",
     "applies_to",
 )
+_OWED_TO_THE_PERSON = ("extension", "extension_notice_within", "acknowledge_within")
 BREACH_FIELDS = (
     "authority_within",
     "subjects_within",
@@ -75,6 +76,150 @@ _UK_BREACH_SRC = (
     "unless unlikely to result in a risk; people affected without undue delay at high risk"
 )
 
+# Federal Interpretation Act s.35(1)(a): a province's non-juridical days are holidays there.
+# Each entry: the days its own interpretation statute adds to the federal list (named rules in
+# calendars.EXTRA_HOLIDAYS) and the statute, for the explanation. A province not listed here
+# adds nothing (its days can be added with jurisdiction.calendar.add), and the explanation
+# says so. Sources: docs/legal-rules.md.
+_CA_PROVINCIAL: dict[str, dict[str, Any]] = {
+    "ON": {
+        "extra_holidays": [
+            "family_day_ontario",
+            "boxing_day",
+            "ontario_new_year_substitute",
+            "ontario_christmas_substitute",
+        ],
+        "source": "Ontario Legislation Act, 2006 (S.O. 2006 c. 21 Sch. F) s.88: adds Family "
+        "Day and Boxing Day (Civic Holiday is not in the list), Monday 2 January when New "
+        "Year's Day is a Sunday, and 27 December when Christmas falls on a weekend "
+        "(https://www.ontario.ca/laws/statute/06l21)",
+    },
+    "BC": {
+        "extra_holidays": ["family_day_bc", "british_columbia_day", "december_26"],
+        "source": "BC Interpretation Act (RSBC 1996 c. 238) s.29: adds Family Day, British "
+        "Columbia Day and 26 December "
+        "(https://www.bclaws.gov.bc.ca/civix/document/id/complete/statreg/96238_01)",
+    },
+    "QC": {
+        "extra_holidays": ["june_24"],
+        "source": "Québec Loi d'interprétation (CQLR c. I-16) s.61(23): adds 24 June, the "
+        "Fête nationale (https://www.legisquebec.gouv.qc.ca/en/document/cs/I-16)",
+    },
+    "NL": {
+        "extra_holidays": ["boxing_day"],
+        "source": "Newfoundland and Labrador Interpretation Act (RSNL 1990 c. I-19) "
+        "s.27(1)(l): adds Boxing Day (Memorial Day is Canada Day, 1 July) "
+        "(https://www.assembly.nl.ca/Legislation/sr/statutes/i19.htm)",
+    },
+}
+
+# What each regime's law says in the places where the service cites a rule outside a clock:
+# the clock start when identity information was asked for, a refusal's reasons, a late breach
+# notice's reasons, a processor's duty to its controller, and the words for "no fixed period".
+# None means the law has no such rule and the service says the rule is its own.
+SERVICE_OWN = "the service's own rule"
+CITES: dict[str, dict[str, str | None]] = {
+    "gdpr": {
+        "identity": "EDPB Guidelines 01/2022 on the right of access (timing) and GDPR "
+        "Art. 12(6): where the controller has reasonable doubts and asks for information to "
+        "confirm identity, the period waits for that information; this service restarts the "
+        "month on its receipt, as supervisory authorities count it "
+        "(https://www.edpb.europa.eu/our-work-tools/our-documents/guidelines/"
+        "guidelines-012022-data-subject-rights-right-access_en)",
+        "refusal": "GDPR Art. 12(4): a controller that does not act on a request tells the "
+        "subject, within one month of receipt, the reasons and that they may complain to a "
+        "supervisory authority",
+        "late_notice": "GDPR Art. 33(1): a notification made after 72 hours is accompanied by "
+        "the reasons for the delay",
+        "processor": "GDPR Art. 33(2): the processor notifies the controller without undue "
+        "delay after becoming aware of a personal data breach",
+        "processor_when": "without undue delay",
+        "no_period": "without undue delay",
+    },
+    "uk_gdpr": {
+        "identity": "UK GDPR Art. 12A and ICO guidance: the month runs from the 'relevant "
+        "time', the latest of receipt of the request, of the identity information the "
+        "controller asked for, and of any fee (https://ico.org.uk/for-organisations/"
+        "uk-gdpr-guidance-and-resources/individual-rights/right-of-access/"
+        "what-should-we-consider-when-responding-to-a-request/)",
+        "refusal": "UK GDPR Art. 12(4): a controller that does not act on a request tells the "
+        "individual, within one month, the reasons and their right to complain to the ICO",
+        "late_notice": "UK GDPR Art. 33(1): a notification to the ICO made after 72 hours is "
+        "accompanied by the reasons for the delay",
+        "processor": "UK GDPR Art. 33(2): the processor notifies the controller without undue "
+        "delay after becoming aware of a personal data breach",
+        "processor_when": "without undue delay",
+        "no_period": "without undue delay",
+    },
+    "ccpa_cpra": {
+        "identity": None,
+        "refusal": "CCPA regulations 11 CCR §7022(f) (and §§7023-7024 for correction and "
+        "know): a business that denies a request explains the basis for the denial",
+        "late_notice": None,
+        "processor": "Cal. Civ. Code §1798.82(b): a business that maintains data it does not "
+        "own notifies the owner immediately following discovery of the breach",
+        "processor_when": "immediately following discovery",
+        "no_period": "without undue delay",
+    },
+    "pipeda": {
+        "identity": None,
+        "refusal": "PIPEDA s.8(7): an organization that refuses a request informs the "
+        "individual in writing, setting out the reasons and any recourse "
+        "(https://laws-lois.justice.gc.ca/eng/acts/P-8.6/section-8.html)",
+        "late_notice": None,
+        "processor": None,
+        "no_period": "as soon as feasible",
+    },
+    "quebec_law25": {
+        "identity": None,
+        "refusal": "Québec P-39.1 s.34: a refusal is reasoned, names the provision of law it "
+        "rests on and tells the person of their recourse",
+        "late_notice": None,
+        "processor": None,
+        "no_period": "promptly ('avec diligence')",
+    },
+    "bc_pipa": {
+        "identity": None,
+        "refusal": "BC PIPA s.30(1)(c): a refusal gives its reasons and the provision of the "
+        "Act it rests on, and tells the applicant of their right to ask for a review",
+        "late_notice": None,
+        "processor": None,
+        "no_period": "as soon as feasible",
+    },
+    "lgpd": {
+        "identity": None,
+        "refusal": "LGPD art. 18 §4: a controller that cannot act at once tells the data "
+        "subject the reasons of fact or law that prevent it",
+        "late_notice": None,
+        "processor": None,
+        "no_period": "immediately, or with a reasoned reply",
+    },
+    "morocco_09_08": {
+        "identity": None,
+        "refusal": None,
+        "late_notice": None,
+        "processor": None,
+        "no_period": "without delay ('sans délais', Law 09-08 art. 7)",
+    },
+    "custom": {
+        "identity": None,
+        "refusal": None,
+        "late_notice": None,
+        "processor": None,
+        "no_period": "without undue delay",
+    },
+}
+
+
+def cite(regime: str, what: str) -> tuple[str, str | None]:
+    """(rule name, source) the regime's law gives for `what`, or the service's own rule."""
+    source = CITES.get(regime, CITES["custom"]).get(what)
+    if source is None:
+        return SERVICE_OWN, None
+    head, sep, _ = source.partition(": ")
+    return (head if sep else source), source
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "gdpr": {
         "title": "EU General Data Protection Regulation",
@@ -94,7 +239,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "extension": _p(2, "months"),
                 "extension_notice_within": _p(1, "months"),
                 "acknowledge_within": None,
-                "clock_starts": "received",
+                "clock_starts": "received_or_identity",
                 "applies_to": "subject",
                 "source": _GDPR_RESPONSE_SRC,
             },
@@ -128,7 +273,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "extension": _p(2, "months"),
                 "extension_notice_within": _p(1, "months"),
                 "acknowledge_within": None,
-                "clock_starts": "received",
+                "clock_starts": "received_or_identity",
                 "applies_to": "subject",
                 "source": _UK_RESPONSE_SRC,
             },
@@ -202,18 +347,23 @@ PRESETS: dict[str, dict[str, Any]] = {
             "default_country": "CA",
             "categories": ["government"],
             "observed": False,
-            "extra_holidays": ["easter_monday"],
-            # s.35(1) lists its days; Boxing Day is not one of them (it is a holiday only
-            # through a province's own law, para. (a), which is not modelled: the earlier
-            # deadline is the safe side). The package's "government" list includes it.
+            # the Holidays Act moves Canada Day to 2 July when 1 July is a Sunday
+            "extra_holidays": ["easter_monday", "july_2_if_canada_day_is_sunday"],
+            # s.35(1) itself does not list Boxing Day (the package's "government" list does):
+            # it is a holiday only where a province makes it one, para. (a), below.
             "excluded_holidays": ["Boxing Day"],
             "non_business_days": SAT_SUN,
             "roll_forward_on": ["sunday", "holiday"],
+            # s.35(1)(a): "in any province, … any day that is a non-juridical day by virtue of
+            # an Act of the legislature of the province" — the policy's province
+            # (jurisdiction.subdivision) adds its own interpretation statute's days.
+            "provincial": _CA_PROVINCIAL,
             "source": "Interpretation Act (R.S.C. 1985 c. I-21) s.26 and s.35(1): a time limit "
             "ending on a holiday (Sundays included, Saturdays not) runs to the next day "
             "that is not a holiday; the holidays are New Year's Day, Good Friday, Easter "
             "Monday, Victoria Day, Canada Day, Labour Day, the National Day for Truth and "
-            "Reconciliation, Thanksgiving (proclaimed), Remembrance Day and Christmas Day "
+            "Reconciliation, Thanksgiving (proclaimed), Remembrance Day and Christmas Day, "
+            "plus the province's non-juridical days (para. (a)) "
             "(https://laws-lois.justice.gc.ca/eng/acts/I-21/section-35.html)",
         },
         "response": {
@@ -293,7 +443,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             # s.29 names its days and has no substitutes; Easter Monday and 26 December are
             # in it but not in the package's BC "public" list
             "observed": False,
-            "extra_holidays": ["easter_monday", "december_26"],
+            "extra_holidays": [
+                "easter_monday",
+                "december_26",
+                "july_2_if_canada_day_is_sunday",
+            ],
             "non_business_days": SAT_SUN,
             "roll_forward_on": ["saturday", "sunday", "holiday"],
             "source": "BC PIPA s.1: a 'day' excludes Saturdays and holidays; BC Interpretation "
@@ -515,23 +669,37 @@ def _calendar(jur: Mapping[str, Any], preset_cal: Mapping[str, Any]) -> dict[str
         available = {"public"}
     categories = [c for c in preset_cal["categories"] if c in available] or ["public"]
     adjust = jur.get("calendar") or {}
+    same_country = preset_cal.get("default_country", country) == country
+    extra = list(preset_cal["extra_holidays"]) if same_country else []
+    source = str(preset_cal["source"])
+    provincial = preset_cal.get("provincial") if same_country else None
+    if provincial is not None:
+        province = provincial.get(subdivision) if subdivision else None
+        if province is not None:
+            extra += [d for d in province["extra_holidays"] if d not in extra]
+            source += f"; in {subdivision}: {province['source']}"
+        elif subdivision:
+            source += (
+                f"; no provincial list is modelled for {subdivision}: add its non-juridical "
+                "days with jurisdiction.calendar.add"
+            )
+        else:
+            source += "; no province given, so only the federal list applies"
     return {
         "country": country,
         "subdivision": subdivision,
         "categories": categories,
         "observed": bool(preset_cal["observed"]),
         # named extra days only make sense on the calendar they were written for
-        "extra_holidays": list(preset_cal["extra_holidays"])
-        if preset_cal.get("default_country", country) == country
-        else [],
+        "extra_holidays": extra,
         "excluded_holidays": list(preset_cal.get("excluded_holidays") or [])
-        if preset_cal.get("default_country", country) == country
+        if same_country
         else [],
         "non_business_days": list(preset_cal["non_business_days"]),
         "roll_forward_on": list(preset_cal["roll_forward_on"]),
         "add": sorted(str(d) for d in adjust.get("add") or []),
         "remove": sorted(str(d) for d in adjust.get("remove") or []),
-        "source": preset_cal["source"],
+        "source": source,
     }
 
 
@@ -559,6 +727,14 @@ def resolve(declared: Mapping[str, Any]) -> dict[str, Any]:
             continue
         rule = _merge_rule(default, p_rule, declared=False)
         rule = _merge_rule(rule, d_rule, declared=True)
+        if rule["applies_to"] == "controller_instruction":
+            # A client's instruction to its processor does not inherit the duties the law
+            # owes the person (an extension told to the subject, an acknowledgement): only
+            # what this rule itself names applies.
+            for name in _OWED_TO_THE_PERSON:
+                if d_rule is None or name not in d_rule:
+                    rule[name] = None
+                    rule["overrides"] = [f for f in rule["overrides"] if f != name]
         by_type[right] = _finish(rule)
     default = _finish(default)
 

@@ -151,7 +151,10 @@ async def test_lifecycle_and_illegal_transitions(
     r = await _move(client, spotrak, tid, "in_progress", verified_at="2027-02-03T09:00:00Z")
     assert r.status_code == 200
     assert r.json()["verified_at"] == "2027-02-03T09:00:00Z"
-    assert r.json()["due_date"] == "2027-03-01"  # clock starts at receipt under the preset
+    # identity information was asked for (awaiting_verification): the GDPR preset restarts
+    # the month on its receipt (EDPB 01/2022; UK GDPR Art. 12A) → 3 March 2027, a Wednesday
+    assert r.json()["due_date"] == "2027-03-03"
+    assert r.json()["clock_started_at"] == "2027-02-03T09:00:00Z"
     r = await _move(client, spotrak, tid, "completed")
     assert r.status_code == 200
     done = r.json()

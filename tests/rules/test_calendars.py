@@ -12,15 +12,23 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from app.rules import regimes
 from app.rules.calendars import WorkCalendar, calendar_for
 from app.rules.periods import Period, add_period, add_to_date, end_of_local_day
-from tests.rules.helpers import resolved
+from tests.rules.helpers import body, resolved
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
 def cal(regime: str, **extra: Any) -> WorkCalendar:
     return calendar_for(resolved(regime, **extra)["jurisdiction"]["calendar"])
+
+
+def cal_in(regime: str, subdivision: str | None) -> WorkCalendar:
+    """The regime's calendar for a policy in `subdivision` (None: no province given)."""
+    declared = body(regime)
+    declared["jurisdiction"]["subdivision"] = subdivision
+    return calendar_for(regimes.resolve(declared)["jurisdiction"]["calendar"])
 
 
 def holidays_in(calendar: WorkCalendar, year: int) -> set[date]:
@@ -60,7 +68,7 @@ QC_2027 = {
 # Interpretation Act (R.S.C. 1985 c. I-21) s.35(1) "holiday", 2026 (Sundays aside): New Year's
 # Day, Good Friday, Easter Monday, Victoria Day, Canada Day, Labour Day, the National Day for
 # Truth and Reconciliation (30 Sep, added by S.C. 2021 c. 11), Thanksgiving (proclaimed),
-# Remembrance Day, Christmas Day. Not Boxing Day (only via a province's law, not modelled).
+# Remembrance Day, Christmas Day. Not Boxing Day (only via a province's law, s.35(1)(a)).
 FEDERAL_CA_2026 = {
     date(2026, 1, 1),
     date(2026, 4, 3),
@@ -113,12 +121,87 @@ ENG_2027 = {
         pytest.param("gdpr", 2026, FR_2026, id="FR-code-du-travail-L3133-1-eleven-days"),
         pytest.param("quebec_law25", 2027, QC_2027, id="Quebec-I16-s61(23)-jours-feries"),
         pytest.param("uk_gdpr", 2027, ENG_2027, id="gov-uk-bank-holidays-england-substitutes"),
-        pytest.param("pipeda", 2026, FEDERAL_CA_2026, id="Interpretation-Act-s35(1)-holiday"),
         pytest.param("bc_pipa", 2026, BC_2026, id="BC-Interpretation-Act-s29-holiday"),
     ],
 )
 def test_calendar_matches_the_statutory_list(regime: str, year: int, expected: set[date]) -> None:
     assert holidays_in(cal(regime), year) == expected
+
+
+# PIPEDA: federal Interpretation Act s.35(1), plus para. (a): "any day that is a non-juridical
+# day by virtue of an Act of the legislature of the province" — the policy's province.
+# Ontario Legislation Act, 2006 s.88 (as quoted by ottawaemploymentlaw.com, 3 July 2018, and
+# matching O. Reg. 253/16's list on ontario.ca): Sunday, New Year's Day, Family Day, Good
+# Friday, Easter Monday, Victoria Day, Canada Day, Labour Day, Thanksgiving, Remembrance Day,
+# Christmas Day, Boxing Day, proclaimed days — no Civic Holiday; s.88(3) New Year's Day on a
+# Sunday → Monday too; s.88(5) Christmas on Saturday → Monday, on Sunday → Tuesday.
+ON_2026 = FEDERAL_CA_2026 | {date(2026, 2, 16), date(2026, 12, 26)}
+# 2022: Christmas on a Sunday → Boxing Day Monday 26, s.88(5) Tuesday 27. New Year 2022 is a
+# Saturday (no substitute in s.88(3)). Easter 17 April; Family Day 21 Feb; Victoria Day 23 May;
+# Labour Day 5 Sep; Thanksgiving 10 Oct.
+ON_2022 = {
+    date(2022, 1, 1),
+    date(2022, 2, 21),
+    date(2022, 4, 15),
+    date(2022, 4, 18),
+    date(2022, 5, 23),
+    date(2022, 7, 1),
+    date(2022, 9, 5),
+    date(2022, 9, 30),
+    date(2022, 10, 10),
+    date(2022, 11, 11),
+    date(2022, 12, 25),
+    date(2022, 12, 26),
+    date(2022, 12, 27),
+}
+# Québec I-16 s.61(23)(e): 24 June is added to the federal list.
+QC_PIPEDA_2026 = FEDERAL_CA_2026 | {date(2026, 6, 24)}
+# Newfoundland and Labrador Interpretation Act s.27(1)(l) (assembly.nl.ca, SNL 2019 c. 11):
+# adds Boxing Day (Memorial Day is 1 July, already Canada Day).
+NL_2026 = FEDERAL_CA_2026 | {date(2026, 12, 26)}
+# BC Interpretation Act s.29: Family Day, British Columbia Day, 26 December.
+BC_PIPEDA_2026 = FEDERAL_CA_2026 | {date(2026, 2, 16), date(2026, 8, 3), date(2026, 12, 26)}
+
+
+@pytest.mark.parametrize(
+    ("subdivision", "year", "expected"),
+    [
+        pytest.param(None, 2026, FEDERAL_CA_2026, id="Interpretation-Act-s35(1)-no-province"),
+        pytest.param("ON", 2026, ON_2026, id="Interpretation-Act-s35(1)(a)-Ontario-s88-2026"),
+        pytest.param(
+            "ON", 2022, ON_2022, id="Interpretation-Act-s35(1)(a)-Ontario-s88(5)-christmas-sunday"
+        ),
+        pytest.param("QC", 2026, QC_PIPEDA_2026, id="Interpretation-Act-s35(1)(a)-Quebec-I16"),
+        pytest.param("NL", 2026, NL_2026, id="Interpretation-Act-s35(1)(a)-NL-s27"),
+        pytest.param("BC", 2026, BC_PIPEDA_2026, id="Interpretation-Act-s35(1)(a)-BC-s29"),
+        # a province whose list is not modelled: the federal list only, and the source says so
+        pytest.param("AB", 2026, FEDERAL_CA_2026, id="Interpretation-Act-s35(1)-AB-not-modelled"),
+    ],
+)
+def test_pipeda_calendar_adds_the_provinces_non_juridical_days(
+    subdivision: str | None, year: int, expected: set[date]
+) -> None:
+    calendar = cal_in("pipeda", subdivision)
+    assert holidays_in(calendar, year) == expected
+    if subdivision == "AB":
+        assert "no provincial list is modelled for AB" in calendar.source
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        # s.88(3): New Year's Day 2023 is a Sunday → Monday 2 January is a holiday too
+        pytest.param(date(2023, 1, 2), True, id="Ontario-s88(3)-new-year-sunday-monday"),
+        # s.88(5): Christmas 2027 is a Saturday → Monday 27 December is a holiday too
+        pytest.param(date(2027, 12, 27), True, id="Ontario-s88(5)-christmas-saturday-monday"),
+        # Civic Holiday (first Monday of August) is not in s.88
+        pytest.param(date(2026, 8, 3), False, id="Ontario-s88-civic-holiday-is-not-listed"),
+        # Holidays Act s.2: when 1 July is a Sunday, 2 July is Canada Day (2029)
+        pytest.param(date(2029, 7, 2), True, id="Holidays-Act-s2-canada-day-2-july"),
+    ],
+)
+def test_ontario_substitute_days(day: date, expected: bool) -> None:
+    assert cal_in("pipeda", "ON").is_holiday(day) is expected
 
 
 def test_quebec_2_july_is_a_holiday_only_when_canada_day_is_a_sunday() -> None:
@@ -172,7 +255,7 @@ def test_ccpa_calendar_never_rolls() -> None:
         pytest.param(
             "pipeda",
             date(2028, 7, 1),
-            "a public holiday (Canada Day)",
+            "a holiday (Canada Day)",
             date(2028, 7, 3),
             id="PIPEDA-canada-day-on-saturday-rolls-past-sunday",
         ),
@@ -187,7 +270,7 @@ def test_ccpa_calendar_never_rolls() -> None:
         pytest.param(
             "gdpr",
             date(2026, 8, 15),
-            "a public holiday (Assumption Day)",
+            "a holiday (Assumption Day)",
             date(2026, 8, 17),
             id="Reg1182-71-art3(4)-holiday-on-saturday",
         ),
@@ -209,7 +292,7 @@ def test_ccpa_calendar_never_rolls() -> None:
         pytest.param(
             "lgpd",
             date(2027, 4, 21),
-            "a public holiday (Tiradentes' Day)",
+            "a holiday (Tiradentes' Day)",
             date(2027, 4, 22),
             id="LGPD-tiradentes-rolls",
         ),
@@ -402,14 +485,21 @@ def test_end_of_local_day(tz: str, day: date, expected: str) -> None:
     assert end_of_local_day(day, ZoneInfo(tz)).isoformat() == expected
 
 
-def test_a_pipeda_deadline_ending_on_boxing_day_does_not_move() -> None:
-    """30 days after 26 Nov 2026 is Saturday 26 Dec: Saturdays do not roll under s.26 and
-    Boxing Day is not a s.35(1) holiday, so the deadline stays on the 26th (the package's
-    "government" list would have made it Monday 28th)."""
-    pipeda = cal("pipeda")
-    assert pipeda.roll_forward(date(2026, 12, 26)) == date(2026, 12, 26)
-    assert pipeda.roll_forward(date(2027, 12, 26)) == date(2027, 12, 27)  # a Sunday rolls
-    assert pipeda.roll_forward(date(2026, 12, 25)) == date(2026, 12, 26)  # Christmas rolls
+def test_a_pipeda_deadline_ending_on_boxing_day_moves_only_where_a_province_says_so() -> None:
+    """30 days after 26 Nov 2026 is Saturday 26 Dec. Federally (no province), Saturdays do not
+    roll under s.26 and Boxing Day is not a s.35(1) holiday: the deadline stays on the 26th.
+    In Ontario, Boxing Day is a holiday (Legislation Act s.88, via s.35(1)(a)): it rolls past
+    Sunday 27 to Monday 28 December."""
+    federal = cal_in("pipeda", None)
+    assert federal.roll_forward(date(2026, 12, 26)) == date(2026, 12, 26)
+    assert federal.roll_forward(date(2027, 12, 26)) == date(2027, 12, 27)  # a Sunday rolls
+    assert federal.roll_forward(date(2026, 12, 25)) == date(2026, 12, 26)  # Christmas rolls
+    ontario = cal_in("pipeda", "ON")
+    assert ontario.why_not_working(date(2026, 12, 26)) == "a holiday (Boxing Day)"
+    assert ontario.roll_forward(date(2026, 12, 26)) == date(2026, 12, 28)
+    assert ontario.roll_forward(date(2026, 12, 25)) == date(2026, 12, 28)
+    # 2027: Christmas Saturday, Boxing Day Sunday, s.88(5) Monday 27 → Tuesday 28
+    assert ontario.roll_forward(date(2027, 12, 25)) == date(2027, 12, 28)
 
 
 def test_bc_business_days_skip_easter_monday_and_26_december() -> None:

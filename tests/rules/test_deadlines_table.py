@@ -135,7 +135,10 @@ DUE_CASES = [
         date(2026, 10, 5),
         end_of_day_utc(date(2026, 10, 5), 1),
         (UK_ANSWER, UK_ROLL, END),
-        ("2026-10-03 is a Saturday → next working day 2026-10-05 (Monday)",),
+        (
+            "2026-10-03 is a Saturday: ",
+            "→ 2026-10-05 (Monday)",
+        ),
         id="ICO-sar-checklist-3-september-to-3-october-saturday-rolls-to-monday",
     ),
     # ICO: "31 January → 28 February (29 February in a leap year)". 2027-02-28 is a Sunday
@@ -181,7 +184,10 @@ DUE_CASES = [
         date(2028, 5, 2),
         end_of_day_utc(date(2028, 5, 2), 1),
         (UK_ANSWER, UK_ROLL, END),
-        ("2028-04-30 is a Sunday → next working day 2028-05-02",),
+        (
+            "2028-04-30 is a Sunday: ",
+            "→ 2028-05-02",
+        ),
         id="ICO-31-march-to-30-april-2028-sunday-then-may-day",
     ),
     # Lexology summary of ICO: "30 January → 28 February unless leap year". 2029-02-28: Wed.
@@ -214,7 +220,7 @@ DUE_CASES = [
         date(2028, 5, 2),
         end_of_day_utc(date(2028, 5, 2), 1),
         (UK_ANSWER, UK_ROLL, END),
-        ("2028-05-01 is a public holiday (May Day)",),
+        ("2028-05-01 is a holiday (May Day)",),
         id="ICO-1-april-to-1-may-bank-holiday-rolls",
     ),
     # ---- EU GDPR (France), Reg. 1182/71 and CJEU C-171/03 Toeters ----
@@ -227,7 +233,10 @@ DUE_CASES = [
         date(2027, 3, 1),
         "2027-03-01T22:59:59.999999+00:00",
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2027-02-28 is a Sunday → next working day 2027-03-01 (Monday)",),
+        (
+            "2027-02-28 is a Sunday: ",
+            "→ 2027-03-01 (Monday)",
+        ),
         id="Reg1182-71-art3(2)(c)-31-january-to-28-february-sunday-paris",
     ),
     # C-171/03 Toeters: the period ends on the same date as the day of the event (3rd → 3rd);
@@ -263,7 +272,7 @@ DUE_CASES = [
         date(2027, 7, 15),
         end_of_day_utc(date(2027, 7, 15), 2),
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2027-07-14 is a public holiday (National Day)",),
+        ("2027-07-14 is a holiday (National Day)",),
         id="Reg1182-71-art3(4)-FR-14-july-rolls",
     ),
     # 1 May 2026 (Friday, Fête du travail) → Sat, Sun → Monday 4 May.
@@ -274,7 +283,10 @@ DUE_CASES = [
         date(2026, 5, 4),
         end_of_day_utc(date(2026, 5, 4), 2),
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2026-05-01 is a public holiday (Labor Day) → next working day 2026-05-04",),
+        (
+            "2026-05-01 is a holiday (Labor Day): ",
+            "→ 2026-05-04",
+        ),
         id="Reg1182-71-art3(4)-FR-1-may-then-weekend",
     ),
     # 11 November 2027 (Thursday, Armistice) → Friday 12 November; CET again after 31 Oct.
@@ -285,7 +297,7 @@ DUE_CASES = [
         date(2027, 11, 12),
         end_of_day_utc(date(2027, 11, 12), 1),
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2027-11-11 is a public holiday (Armistice Day)",),
+        ("2027-11-11 is a holiday (Armistice Day)",),
         id="Reg1182-71-art3(4)-FR-11-november-rolls",
     ),
     # Easter Monday 6 April 2026 → Tuesday 7 April.
@@ -296,7 +308,7 @@ DUE_CASES = [
         date(2026, 4, 7),
         end_of_day_utc(date(2026, 4, 7), 2),
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2026-04-06 is a public holiday (Easter Monday)",),
+        ("2026-04-06 is a holiday (Easter Monday)",),
         id="Reg1182-71-art3(4)-FR-easter-monday-rolls",
     ),
     # Whit Monday 25 May 2026 (lundi de Pentecôte, a legal holiday even if worked) → 26 May.
@@ -307,7 +319,7 @@ DUE_CASES = [
         date(2026, 5, 26),
         end_of_day_utc(date(2026, 5, 26), 2),
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2026-05-25 is a public holiday (Pentecost Monday)",),
+        ("2026-05-25 is a holiday (Pentecost Monday)",),
         id="Reg1182-71-art3(4)-FR-whit-monday-rolls",
     ),
     # 28 March 2027 is a Sunday and 29 March Easter Monday → Tuesday 30 March (CEST from 28th).
@@ -318,7 +330,10 @@ DUE_CASES = [
         date(2027, 3, 30),
         end_of_day_utc(date(2027, 3, 30), 2),
         (GDPR_ANSWER, EU_ROLL, END),
-        ("2027-03-28 is a Sunday → next working day 2027-03-30",),
+        (
+            "2027-03-28 is a Sunday: ",
+            "→ 2027-03-30",
+        ),
         id="Reg1182-71-art3(4)-FR-sunday-then-easter-monday",
     ),
     # ---- CCPA: 45 calendar days, no roll (RULES §6.5); 15 business days for opt-out ----
@@ -330,7 +345,7 @@ DUE_CASES = [
         date(2027, 1, 9),
         end_of_day_utc(date(2027, 1, 9), -8),
         ("CCPA regs 11 CCR §7021", "CCPA regulations"),
-        ("2027-01-09 (Saturday) is not a working day, but this regime does not move",),
+        ("2027-01-09 (Saturday) is not a business day, but it does not move the deadline",),
         id="CCPA-11CCR7021(b)-45-days-ends-saturday-no-roll",
     ),
     # 45 days landing on Christmas Day 2026 (Friday): still no roll.
@@ -354,7 +369,7 @@ DUE_CASES = [
         date(2026, 12, 14),
         end_of_day_utc(date(2026, 12, 14), -8),
         ("CCPA regs 11 CCR §7026(f)", END),
-        ("public holidays skipped: 2026-11-26 Thanksgiving Day",),
+        ("holidays skipped: 2026-11-26 Thanksgiving Day",),
         id="CCPA-11CCR7026(f)-15-business-days-thanksgiving-federal-14-december",
     ),
     # Across Christmas 2027 (Sat, observed Fri 24 Dec) and New Year 2028 (Sat, observed Fri
@@ -379,7 +394,7 @@ DUE_CASES = [
         date(2027, 1, 30),
         end_of_day_utc(date(2027, 1, 30), -5),
         ("PIPEDA s.8(3)-(4)", "Interpretation Act", END),
-        ("2027-01-30 (Saturday) is not a working day, but this regime does not move",),
+        ("2027-01-30 (Saturday) is not a business day, but it does not move the deadline",),
         id="PIPEDA-s8(3)-30-days-saturday-does-not-roll",
     ),
     # 2027-01-01 + 30 = Sunday 31 January → Monday 1 February.
@@ -401,7 +416,7 @@ DUE_CASES = [
         date(2027, 7, 2),
         end_of_day_utc(date(2027, 7, 2), -4),
         ("PIPEDA s.8(3)-(4)", "Interpretation Act"),
-        ("2027-07-01 is a public holiday (Canada Day)",),
+        ("2027-07-01 is a holiday (Canada Day)",),
         id="PIPEDA-s8(3)-interpretation-act-s35-canada-day-rolls",
     ),
     # Canada Day on Saturday 1 July 2028 is still a holiday (s.35), so it rolls → Sunday →
@@ -413,7 +428,10 @@ DUE_CASES = [
         date(2028, 7, 3),
         end_of_day_utc(date(2028, 7, 3), -4),
         ("PIPEDA s.8(3)-(4)", "Interpretation Act"),
-        ("2028-07-01 is a public holiday (Canada Day) → next working day 2028-07-03",),
+        (
+            "2028-07-01 is a holiday (Canada Day): ",
+            "→ 2028-07-03",
+        ),
         id="PIPEDA-s8(3)-interpretation-act-s35-canada-day-on-saturday-rolls",
     ),
     # Easter Monday 29 March 2027 (added to the federal list, s.35) → Tuesday 30 March.
@@ -424,7 +442,7 @@ DUE_CASES = [
         date(2027, 3, 30),
         end_of_day_utc(date(2027, 3, 30), -4),
         ("PIPEDA s.8(3)-(4)", "Interpretation Act"),
-        ("2027-03-29 is a public holiday (Easter Monday)",),
+        ("2027-03-29 is a holiday (Easter Monday)",),
         id="PIPEDA-s8(3)-interpretation-act-s35-easter-monday-rolls",
     ),
     # ---- Québec P-39.1 s.32 + Loi d'interprétation I-16 s.52, s.61(23) ----
@@ -436,7 +454,7 @@ DUE_CASES = [
         date(2027, 6, 25),
         end_of_day_utc(date(2027, 6, 25), -4),
         ("Québec P-39.1 s.32", "Loi d'interprétation"),
-        ("2027-06-24 is a public holiday",),
+        ("2027-06-24 is a holiday",),
         id="Quebec-P39.1-s32-I16-s61-saint-jean-baptiste-rolls",
     ),
     # Journée nationale des patriotes, Monday 24 May 2027 (the Sovereign's birthday date,
@@ -448,7 +466,7 @@ DUE_CASES = [
         date(2027, 5, 25),
         end_of_day_utc(date(2027, 5, 25), -4),
         ("Québec P-39.1 s.32", "Loi d'interprétation"),
-        ("2027-05-24 is a public holiday",),
+        ("2027-05-24 is a holiday",),
         id="Quebec-P39.1-s32-I16-s61-patriots-day-rolls",
     ),
     # s.61(23)(f): "le 1er juillet … ou le 2 juillet si le 1er tombe un dimanche". 1 July 2029
@@ -460,7 +478,10 @@ DUE_CASES = [
         date(2029, 7, 3),
         end_of_day_utc(date(2029, 7, 3), -4),
         ("Québec P-39.1 s.32", "Loi d'interprétation"),
-        ("2029-07-01 is a public holiday (Canada Day) → next working day 2029-07-03",),
+        (
+            "2029-07-01 is a holiday (Canada Day): ",
+            "→ 2029-07-03",
+        ),
         id="Quebec-I16-s61(23)(f)-2-july-when-canada-day-is-sunday",
     ),
     # s.61(23) has no substitute day for Christmas: Monday 27 December 2027 (a labour-law
@@ -520,7 +541,7 @@ DUE_CASES = [
         date(2026, 11, 23),
         end_of_day_utc(date(2026, 11, 23), -3),
         ("LGPD art. 19 II", "Código Civil art. 132"),
-        ("2026-11-20 is a public holiday",),
+        ("2026-11-20 is a holiday",),
         id="LGPD-art19-II-15-days-black-awareness-day-rolls",
     ),
     # Carnival Tuesday 9 February 2027 is a ponto facultativo, not a holiday: it stands.
@@ -544,7 +565,7 @@ DUE_CASES = [
         date(2027, 3, 11),
         end_of_day_utc(date(2027, 3, 11), 0),
         ("Law 09-08 art. 8", "Moroccan practice"),
-        ("2027-03-10 is a public holiday (Eid al-Fitr (estimated))",),
+        ("2027-03-10 is a holiday (Eid al-Fitr (estimated))",),
         id="Morocco-09-08-art8-10-days-estimated-eid-rolls",
     ),
     # Moon sighting moves Eid to 10-11 March (calendar add 11, remove 9): 9 March is now a
@@ -567,7 +588,7 @@ DUE_CASES = [
         date(2027, 3, 12),
         end_of_day_utc(date(2027, 3, 12), 0),
         ("Law 09-08 art. 8", "Moroccan practice"),
-        ("2027-03-10 is a public holiday", "next working day 2027-03-12"),
+        ("2027-03-10 is a holiday", "→ 2027-03-12"),
         id="Morocco-09-08-art8-calendar-add-moon-sighted-eid-rolls",
     ),
 ]
@@ -1036,7 +1057,7 @@ def test_gdpr_tells_people_only_at_high_risk_unlike_spotraks_promise() -> None:
     high = deadlines.breach_deadlines(gdpr(), aware_at=aware, risk="high_risk")
     assert high.subjects_notification_required
     assert high.subjects_due_at is None
-    assert "no fixed period" in detail_text(high.explanation)
+    assert "no fixed period (no number of hours or days)" in detail_text(high.explanation)
 
 
 def test_unlikely_risk_needs_no_authority_notice_under_gdpr() -> None:
