@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -438,3 +439,57 @@ def test_a_wall_time_inside_a_spring_gap_counts_from_its_instant() -> None:
     expected = datetime(2008, 6, 2, 0, 0, tzinfo=UTC)  # 01:00 WEST (UTC+1)
     assert add_period(in_gap, Period(1, "days"), casablanca) == expected
     assert add_period(as_utc, Period(1, "days"), casablanca) == expected
+
+
+# ---- issue 13: the explanation ends with the date it returns ------------------------------
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@SETTINGS
+@given(
+    regime=regimes,
+    type_=rights,
+    received=instants,
+    requester=st.sampled_from(["subject", "controller"]),
+    asked=st.none() | st.booleans(),
+    verified_after=st.none() | st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=60)),
+    extended=st.booleans(),
+    declared=st.none() | st.tuples(periods(), st.none() | periods()),
+)
+def test_the_explanations_last_date_is_the_date_returned(
+    regime: str,
+    type_: str,
+    received: datetime,
+    requester: str,
+    asked: bool | None,
+    verified_after: timedelta | None,
+    extended: bool,
+    declared: tuple[Period, Period | None] | None,
+) -> None:
+    """Every regime (its presets, or a policy's own periods), every request type and
+    requester, with or without identity information asked for and an extension: the last
+    date a reader sees in the explanation is the date the ticket shows (the extended one once
+    extended), and an explanation without a due date ends without a date."""
+    resolved_policy = policy(regime) if declared is None else with_rule(regime, *declared)
+    verified = received + verified_after if verified_after is not None else None
+    result = deadlines.dsar_deadlines(
+        resolved_policy,
+        type=type_,
+        received_at=received,
+        verified_at=verified,
+        requester=requester,
+        identity_requested=asked,
+        extended=extended,
+    )
+    shown = (
+        result.extended_due_date
+        if extended and result.extended_due_date is not None
+        else result.due_date
+    )
+    last = result.explanation[-1].detail
+    all_dates = _DATE.findall("\n".join(s.detail for s in result.explanation))
+    if shown is None:
+        assert not _DATE.findall(last), last
+    else:
+        assert all_dates[-1] == shown.isoformat(), last
