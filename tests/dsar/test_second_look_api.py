@@ -237,3 +237,53 @@ async def test_officetrax_client_instruction_across_boxing_day_without_extension
     )
     assert (p["due_date"], p["extension_allowed"]) == ("2026-01-08", False)
     assert p["explanation"] == t["explanation"]
+
+
+@pytest.mark.parametrize(
+    ("regime", "cited", "absent"),
+    [
+        pytest.param("uk_gdpr", "UK GDPR Art. 33(1)", "EDPB", id="UK-GDPR-art33(1)"),
+        # ANPD Res. 15/2024 sets 3 business days but no rule on a late notice's reasons
+        pytest.param("lgpd", "the service's own rule", "GDPR", id="LGPD-no-late-reason-rule"),
+    ],
+)
+async def test_a_late_breach_notice_cites_the_policys_regime(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    clock: MutableClock,
+    regime: str,
+    cited: str,
+    absent: str,
+) -> None:
+    from tests.rules.helpers import body as policy_body
+
+    clock.pinned = datetime(2025, 1, 1, tzinfo=UTC)
+    r = await client.post("/v1/policies", headers=auth, json=policy_body(regime))
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    clock.pinned = NOW
+    r = await client.post(
+        "/v1/breaches",
+        headers=auth,
+        json={
+            "policy_key": key,
+            "title": "Exposed export",
+            "aware_at": "2027-02-01T09:00:00Z",
+            "data_categories": ["email"],
+            "subjects_affected": 40,
+            "risk": "high_risk",
+        },
+    )
+    assert r.status_code == 201, r.text
+    breach = r.json()
+    assert breach["authority_due_at"] is not None
+    late = await client.post(
+        f"/v1/breaches/{breach['id']}/notifications",
+        headers=auth,
+        json={"audience": "authority", "sent_at": "2027-02-09T09:00:00Z"},
+    )
+    assert late.status_code == 422, late.text
+    problem = late.json()
+    assert problem["code"] == "breach_notification_late_reason_required"
+    assert cited in problem["detail"]
+    assert absent not in problem["detail"]
