@@ -126,7 +126,7 @@ def _ends(ctx: _Context, due_date: date, due_at: datetime, steps: list[Step], wh
         Step(
             "end of the last day",
             None,
-            f"{what} ends with {due_date.isoformat()} in {ctx.tz_name}: {utc_text(due_at)}",
+            f"{what} ends {_due_text(ctx, due_at, due_date, hours=False)}",
         )
     )
 
