@@ -373,7 +373,10 @@ class DsarPreviewOut(_Out):
     due_at: datetime | None
     due_date: date | None
     provisional: bool
-    extension_allowed: bool
+    extension_allowed: bool = Field(
+        description="Whether the rule allows an extension (a ticket's own field also says "
+        "whether its window is still open)"
+    )
     extended_due_at: datetime | None
     extended_due_date: date | None
     extension_notice_by: date | None
