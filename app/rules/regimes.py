@@ -578,7 +578,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "extra_holidays": [],
             "non_business_days": SAT_SUN,
             "roll_forward_on": [],
-            "source": "custom regime: business days skip weekends and the country's public "
+            "source": "the service's own rule (custom regime): business days skip weekends "
+            "and the country's public "
             "holidays; deadlines do not roll",
         },
         "response": {
@@ -589,7 +590,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "acknowledge_within": None,
                 "clock_starts": "received",
                 "applies_to": "subject",
-                "source": "custom regime: no statutory period",
+                "source": "the service's own rule (custom regime): no statutory period",
             },
             "by_type": {},
         },
@@ -600,7 +601,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "notify_authority": "risk",
             "notify_subjects": "high_risk",
             "records_kept_for": None,
-            "source": "custom regime: no statutory breach window",
+            "source": "the service's own rule (custom regime): no statutory breach window",
         },
     },
 }
