@@ -38,6 +38,25 @@ def _not_reminded(kind: str) -> Any:
     )
 
 
+SERVICE_OWN = "the service's own rule"
+# A reminder names the rule behind the deadline it is about, as the ticket's or incident's
+# explanation names it: the regime's law ("GDPR Art. 12(3)", "PIPEDA s.8(3)-(4)"), "policy
+# promise", or the service's own rule.
+_AUDIENCE_LABELS = {
+    "authority": "Tell the supervisory authority",
+    "subjects": "Tell the people affected",
+    "controller": "Tell the controller",
+}
+
+
+def _rule_of(explanation: list[dict[str, Any]] | None, *starts: str) -> str:
+    rule: str | None = None
+    for step in explanation or []:
+        if str(step.get("detail") or "").startswith(starts):
+            rule = str(step.get("rule") or "") or None
+    return rule or SERVICE_OWN
+
+
 def _dsar_data(t: DsarTicket) -> dict[str, Any]:
     return {
         "id": str(t.id),
@@ -46,6 +65,8 @@ def _dsar_data(t: DsarTicket) -> dict[str, Any]:
         "status": str(t.status),
         "due_at": iso(t.due_at),
         "due_date": iso(t.due_date),
+        # the period that set the due date, or its extension once extended
+        "rule": _rule_of(t.explanation, "Answer", "Extended:"),
     }
 
 
@@ -134,6 +155,7 @@ async def remind(
                 "audience": audience,
                 "due_at": iso(due),
                 "overdue": due < now,
+                "rule": _rule_of(i.explanation, _AUDIENCE_LABELS[audience]),
             }
             kind = f"breach.deadline_approaching:{audience}"
             candidates.append((i.tenant, kind, i.id, due, data))

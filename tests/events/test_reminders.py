@@ -92,6 +92,11 @@ async def test_reminders_fire_exactly_once_across_two_workers(
     soon = next(e for e in events if e.type == "dsar.due_soon")
     assert soon.data["id"] == ticket["id"]
     assert soon.data["due_date"] == ticket["due_date"]
+    # each reminder names the rule behind its deadline (issue 13: the regime's own law)
+    assert soon.data["rule"] == "GDPR Art. 12(3)"
+    assert {e.data["audience"]: e.data["rule"] for e in approaching}["authority"].startswith(
+        "GDPR Art. 33(1)"
+    )
     assert "user-1" not in str([e.data for e in events])
 
 
