@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
 
 from app.audit.schemas import AuditEventList, AuditVerification
 from app.audit.service import AuditService
 from app.core.deps import AuditRead, request_session
+from app.core.instants import Instant
 from app.core.openapi import problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
@@ -44,8 +44,8 @@ async def list_audit_events(
     object_type: Short = None,
     object_id: Short = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> AuditEventList:

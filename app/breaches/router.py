@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from app.breaches.models import BreachRisk, BreachStatus
 from app.breaches.schemas import (
@@ -28,7 +27,8 @@ from app.breaches.service import BreachService
 from app.core.deps import BreachRead as BreachReadScope
 from app.core.deps import BreachWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import created, problems
+from app.core.instants import Instant
+from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
 from app.policies.schemas import KEY_PATTERN
@@ -79,7 +79,7 @@ def _etag(response: Response, incident: BreachRead) -> BreachRead:
     description="Records the policy version in force at `aware_at` and, from the risk and role, "
     "who must be told and by when (`*_notification_required`, `*_due_at`: 72 clock hours under "
     "GDPR, across DST; null where the law sets no fixed period), with the explanation.",
-    responses=problems(),
+    responses={**problems(), **sends(201, etag=True, location=True)},
 )
 async def create_breach(
     body: Annotated[BreachCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
@@ -111,7 +111,7 @@ async def list_breaches(
     risk: BreachRisk | None = None,
     policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     aware_after: Annotated[
-        AwareDatetime | None, Query(description="Only incidents known after this instant")
+        Instant | None, Query(description="Only incidents known after this instant")
     ] = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
@@ -134,7 +134,7 @@ async def list_breaches(
     response_model=BreachRead,
     operation_id="getBreach",
     summary="Read one incident",
-    responses=problems(404),
+    responses={**problems(404), **sends(200, etag=True)},
 )
 async def get_breach(
     id: uuid.UUID, service: ServiceDep, who: BreachReadScope, response: Response
@@ -152,7 +152,7 @@ async def get_breach(
     "Status: open → contained → closed, or open → closed; closed is final (409 with "
     "`allowed`). Closing while a required notice is missing needs a `reason` "
     "(422 `breach_close_needs_reason`). Every change is recorded in `history`.",
-    responses=problems(404, 409, 412),
+    responses={**problems(404, 409, 412), **sends(200, etag=True)},
 )
 async def update_breach(
     id: uuid.UUID,
@@ -176,7 +176,7 @@ async def update_breach(
     "`breach_notification_late_reason_required`: GDPR/UK GDPR Art. 33(1), the service's own "
     "rule elsewhere) and is marked `late`. "
     "`controller` is only for an incident registered with role `processor`.",
-    responses=problems(404, 409, 412),
+    responses={**problems(404, 409, 412), **sends(201, etag=True, location=True)},
 )
 async def record_breach_notification(
     id: uuid.UUID,

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.breaches.models import Audience, BreachRisk, BreachRole, BreachStatus
+from app.core.instants import Instant
 from app.policies.schemas import KEY_PATTERN, StepOut
 
 Category = Annotated[str, Field(min_length=1, max_length=100)]
@@ -61,10 +62,10 @@ class BreachCreate(BaseModel):
 
     policy_key: str = Field(pattern=KEY_PATTERN, max_length=64)
     title: str = Field(min_length=1, max_length=200)
-    aware_at: AwareDatetime = Field(
+    aware_at: Instant = Field(
         description="When the organisation became aware: the clocks start here (not in the future)"
     )
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Instant | None = Field(
         default=None, description="When the breach happened, if known (not after `aware_at`)"
     )
     data_categories: list[Category] = Field(max_length=MAX_CATEGORIES)
@@ -120,7 +121,7 @@ class NotificationIn(BaseModel):
     )
 
     audience: Audience
-    sent_at: AwareDatetime = Field(description="When the notice was sent (not in the future)")
+    sent_at: Instant = Field(description="When the notice was sent (not in the future)")
     reference: str | None = Field(
         default=None, min_length=1, max_length=200, description="e.g. the authority's case number"
     )

@@ -290,7 +290,12 @@ class BreachService:
         if body.occurred_at is not None and body.occurred_at > body.aware_at:
             raise BreachInvalid.at(["body", "occurred_at"], "cannot be after aware_at")
         async with idempotent(
-            self.session, who.tenant, "createBreach", idempotency_key, lambda: as_sent(body)
+            self.session,
+            who.tenant,
+            "createBreach",
+            idempotency_key,
+            lambda: as_sent(body),
+            etag=True,
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
@@ -529,6 +534,7 @@ class BreachService:
             "recordBreachNotification",
             idempotency_key,
             lambda: {"incident": str(incident_id), **as_sent(body)},
+            etag=True,
         ) as idem:
             if idem.replay is not None:
                 return idem.replay

@@ -1,6 +1,10 @@
 """/v1/consent-events: the append-only consent ledger (DESIGN §7).
 
 No route updates or deletes an event: PUT, PATCH and DELETE on an event are 405.
+
+`{id:uuid}`: only a UUID is an event id, so `/batch` is never read as one (`GET
+/v1/consent-events/batch` is 405 with `Allow: POST`, not a 422 about a malformed id); a path
+segment that is not a UUID names no event (404).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from app.consent.schemas import (
     ConsentBatchIn,
@@ -25,7 +28,8 @@ from app.consent.schemas import (
 from app.consent.service import ConsentService
 from app.core.deps import ConsentRead, ConsentWrite, check_write_limit, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import created, model_response, problems
+from app.core.instants import Instant
+from app.core.openapi import created, model_response, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute, body_as, hot, principal
 from app.policies.schemas import KEY_PATTERN
@@ -85,7 +89,7 @@ async def _record_fast(request: Request) -> Response | None:
     "the subject's current state forward in the same transaction — unless a newer event already "
     "set it (`became_current: false`). `Sec-GPC: 1` also records an opt-out for every purpose "
     "with `honors_gpc` (listed in `gpc_applied`).",
-    responses=problems(409),
+    responses={**problems(409), **sends(201, location=True)},
 )
 @hot(_record_fast)
 async def record_consent_event(
@@ -136,7 +140,7 @@ async def list_consent_events(
     purpose: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Events that occurred at or after this instant")
+        Instant | None, Query(description="Events that occurred at or after this instant")
     ] = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
@@ -154,7 +158,7 @@ async def list_consent_events(
 
 
 @router.get(
-    "/{id}",
+    "/{id:uuid}",
     response_model=ConsentEventOut,
     operation_id="getConsentEvent",
     summary="Read one event (events are never updated or deleted: PUT, PATCH, DELETE are 405)",
@@ -167,7 +171,7 @@ async def get_consent_event(
 
 
 @router.get(
-    "/{id}/receipt",
+    "/{id:uuid}/receipt",
     response_model=ConsentReceipt,
     operation_id="getConsentReceipt",
     summary="A consent receipt (ISO/IEC TS 27560 fields) for one event",

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +17,8 @@ from pydantic import (
 )
 
 from app.consent.models import ConsentAction
+from app.core.instants import Instant
+from app.core.subject_id import SubjectIdIn
 from app.policies.schemas import KEY_PATTERN
 
 MAX_BATCH = 1000
@@ -45,10 +46,10 @@ class ConsentEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EVENT_EXAMPLE]})
 
     policy_key: str = Field(pattern=KEY_PATTERN, max_length=64)
-    subject_id: str = Field(min_length=1, max_length=200)
+    subject_id: SubjectIdIn
     purpose: str = Field(min_length=1, max_length=64, description="A purpose the policy defines")
     action: ConsentAction
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Instant | None = Field(
         default=None,
         description="Default now; may be back-dated (a late event never "
         "overwrites a newer state), never in the future",

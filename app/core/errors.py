@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://privacy-rights-api.dev/problems/"
@@ -219,7 +220,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ProblemResponse:
-        items = validation_items(exc.errors())
+        errors = exc.errors()
+        if any(err.get("type") == "json_invalid" for err in errors):
+            # FastAPI reports a body that is not JSON as a validation error (422); it is a
+            # malformed request, the 400 the document declares (the parser's message and
+            # position are left out: they quote the body)
+            return problem_response(400, "invalid_json", "The request body is not valid JSON")
+        items = validation_items(errors)
         first = items[0] if items else None
         detail = (
             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
@@ -298,10 +305,30 @@ def install_error_handlers(app: FastAPI) -> None:
         return answer
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         if isinstance(exc, InvalidCharacter):
             return exc.problem()
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else None
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return problem_response(exc.status_code, code, detail, headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110 §15.5.6: a 405's `Allow` lists
+    the methods the target resource supports). Starlette answers with the methods of the
+    first route whose path matched only (`OPTIONS /v1/breaches` said `Allow: POST`): each
+    method is tried against the app's routes as the router itself matches them (included
+    routers, path converters and all)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed

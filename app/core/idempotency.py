@@ -1,8 +1,9 @@
 """`Idempotency-Key` for creating POSTs (draft-ietf-httpapi-idempotency-key-header).
 
-Same key + same body replays the first response; same key + another body is 422; the same
-key while the first request is still running is 409 at once. The stored response is written
-in the same transaction as the change it describes, so a replay never points at nothing.
+Same key + same body replays the first response (its `Location` and `ETag` too); same key +
+another body is 422; the same key while the first request is still running is 409 at once.
+The stored response is written in the same transaction as the change it describes, so a
+replay never points at nothing.
 
 PostgreSQL: `pg_try_advisory_xact_lock` on the key answers 409 at once instead of waiting on
 the unique index. SQLite (embedded, one process): an in-process set of keys in flight.
@@ -124,9 +125,12 @@ async def idempotent(
     operation: str,
     raw_key: str | None,
     request: Callable[[], Any],
+    *,
+    etag: bool = False,
 ) -> AsyncIterator[Idempotent]:
     """`request()` gives the request as the key remembers it (JSON-able); it is built and
-    hashed only when a key was sent."""
+    hashed only when a key was sent. `etag`: the operation answers with the object's
+    `ETag` (`"<version>"`), which a replay repeats from the stored body's `version`."""
     key = normalise_key(raw_key) if raw_key is not None else None
     if key is None:  # nothing to remember or replay
         yield Idempotent(session, tenant, operation, None, "")
@@ -160,6 +164,14 @@ async def idempotent(
             headers = {"Idempotent-Replayed": "true"}
             if found.location:
                 headers["Location"] = found.location
+            version = (
+                found.response_body.get("version")
+                if isinstance(found.response_body, dict)
+                else None
+            )
+            if etag and isinstance(version, int):
+                # the first response's ETag: the version the stored body was answered with
+                headers["ETag"] = f'"{version}"'
             state.replay = JSONResponse(found.response_body, found.status_code, headers=headers)
         yield state
     finally:

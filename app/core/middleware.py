@@ -220,7 +220,8 @@ def _content_length(scope: Scope) -> int | None:
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    # the template as documented: `{subject_id}`, not the `{subject_id:path}` it is declared with
+    path = getattr(route, "path_format", None)
     return path if isinstance(path, str) else "<unmatched>"
 
 

@@ -48,6 +48,30 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return docs
 
 
+ETAG_HEADER = {
+    "description": 'The version as a strong entity tag (`"3"`): send it back in `If-Match` to '
+    "change exactly this version. Kept on an idempotent replay.",
+    "required": True,
+    "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+}
+LOCATION_HEADER = {
+    "description": "Where the created resource is read",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def sends(status: int, *, etag: bool = False, location: bool = False) -> dict[int | str, Any]:
+    """Response docs for the headers a success response carries (`ETag`, `Location`), to merge
+    into `responses=`: FastAPI adds the body schema of the route's own status itself."""
+    headers: dict[str, Any] = {}
+    if location:
+        headers["Location"] = LOCATION_HEADER
+    if etag:
+        headers["ETag"] = ETAG_HEADER
+    return {status: {"headers": headers}}
+
+
 def model_response(
     model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from app.core.deps import DsarRead, DsarWrite, check_write_limit, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import created, problems
+from app.core.instants import Instant
+from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute, body_as, hot, principal
 from app.dsar.models import DsarStatus
@@ -82,7 +82,7 @@ async def _create_fast(request: Request) -> Response | None:
     summary="Open a data-subject request",
     description="Records the policy version in force at `received_at` and computes the "
     "acknowledgement and due dates, with their explanation.",
-    responses=problems(),
+    responses={**problems(), **sends(201, etag=True, location=True)},
 )
 @hot(_create_fast)
 async def create_dsar(
@@ -111,8 +111,8 @@ async def list_dsars(
     type: Right | None = None,
     sla: Sla | None = None,
     policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
-    due_before: AwareDatetime | None = None,
-    received_after: AwareDatetime | None = None,
+    due_before: Instant | None = None,
+    received_after: Instant | None = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> DsarList:
@@ -135,7 +135,7 @@ async def list_dsars(
     response_model=DsarOut,
     operation_id="getDsar",
     summary="Read one request",
-    responses=problems(404),
+    responses={**problems(404), **sends(200, etag=True)},
 )
 async def get_dsar(
     id: uuid.UUID, service: ServiceDep, who: DsarRead, response: Response
@@ -151,7 +151,7 @@ async def get_dsar(
     description="received → awaiting_verification → in_progress → completed | rejected; "
     "withdrawn from any open state. Leaving awaiting_verification records `verified_at` and, "
     "where the clock starts at verification, recomputes the due date.",
-    responses=problems(404, 409, 412),
+    responses={**problems(404, 409, 412), **sends(200, etag=True)},
 )
 async def transition_dsar(
     id: uuid.UUID,
@@ -169,7 +169,7 @@ async def transition_dsar(
     response_model=DsarOut,
     operation_id="extendDsar",
     summary="Take the extension (once, within the first period)",
-    responses=problems(404, 409, 412),
+    responses={**problems(404, 409, 412), **sends(200, etag=True)},
 )
 async def extend_dsar(
     id: uuid.UUID,

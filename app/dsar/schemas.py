@@ -6,8 +6,10 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.core.instants import Instant
+from app.core.subject_id import SubjectIdIn
 from app.dsar.models import DsarStatus
 from app.policies.schemas import KEY_PATTERN, Right
 
@@ -17,7 +19,7 @@ Sla = Literal["on_track", "due_soon", "overdue", "met", "missed", "no_fixed_dead
 class Subject(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(default=None, min_length=1, max_length=200)
+    id: SubjectIdIn | None = None
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+$")
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
@@ -48,7 +50,7 @@ class DsarCreate(BaseModel):
     type: Right
     subject: Subject
     requester: Literal["subject", "controller"] = "subject"
-    received_at: AwareDatetime | None = Field(
+    received_at: Instant | None = Field(
         default=None, description="Default now; may be back-dated, never in the future"
     )
     channel: str | None = Field(default=None, max_length=50)
@@ -63,7 +65,7 @@ class TransitionIn(BaseModel):
 
     to: DsarStatus
     reason: str | None = Field(default=None, min_length=1, max_length=1000)
-    verified_at: AwareDatetime | None = Field(
+    verified_at: Instant | None = Field(
         default=None, description="When identity was verified (leaving awaiting_verification)"
     )
 

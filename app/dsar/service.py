@@ -185,7 +185,12 @@ class DsarService:
                 ["body", "received_at"], "a request cannot be received in the future"
             )
         async with idempotent(
-            self.session, who.tenant, "createDsar", idempotency_key, lambda: as_sent(body)
+            self.session,
+            who.tenant,
+            "createDsar",
+            idempotency_key,
+            lambda: as_sent(body),
+            etag=True,
         ) as idem:
             if idem.replay is not None:
                 return idem.replay

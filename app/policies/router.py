@@ -13,7 +13,7 @@ from pydantic import Field
 
 from app.core.deps import PoliciesRead, PoliciesWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import created, problems
+from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
 from app.policies.schemas import (
@@ -65,7 +65,7 @@ _PUBLISH_EXAMPLES: dict[str, Any] = {
     response_model=PolicyRead,
     operation_id="createPolicy",
     summary="Create a policy (version 1)",
-    responses=problems(409),
+    responses={**problems(409), **sends(201, location=True)},
 )
 async def create_policy(
     body: Annotated[PolicyCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
@@ -115,7 +115,7 @@ async def get_policy(key: PolicyKey, service: ServiceDep, who: PoliciesRead) -> 
     summary="Publish a new version",
     description="Versions are immutable. The new one takes effect at publication plus the "
     "change notice (or at `effective_from`, if later); until then the previous one governs.",
-    responses=problems(404),
+    responses={**problems(404), **sends(201, location=True)},
 )
 async def publish_policy_version(
     key: PolicyKey,

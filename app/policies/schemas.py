@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+from app.core.instants import Instant
 
 Unit = Literal["hours", "days", "business_days", "weeks", "months", "years"]
 Right = Literal[
@@ -138,7 +140,7 @@ class PolicyConfig(_In):
     consent_purposes: list[ConsentPurpose] = Field(default_factory=list, max_length=200)
     minimum_age: int | None = Field(default=None, ge=0, le=25)
     change_notice: Period | None = None
-    effective_from: AwareDatetime | None = Field(
+    effective_from: Instant | None = Field(
         default=None, description="A later version takes effect no earlier than this"
     )
 
@@ -346,8 +348,8 @@ class StepOut(_Out):
 class DsarPreviewIn(_In):
     kind: Literal["dsar"]
     type: Right
-    received_at: AwareDatetime
-    verified_at: AwareDatetime | None = None
+    received_at: Instant
+    verified_at: Instant | None = None
     identity_requested: bool | None = Field(
         default=None,
         description="Whether the controller asked for information to confirm identity (a "
@@ -359,7 +361,7 @@ class DsarPreviewIn(_In):
 
 class BreachPreviewIn(_In):
     kind: Literal["breach"]
-    aware_at: AwareDatetime
+    aware_at: Instant
     risk: Literal["unlikely", "risk", "high_risk"]
     role: Literal["controller", "processor"] = "controller"
 
@@ -398,9 +400,9 @@ class BreachPreviewOut(_Out):
 
 class RetentionRecord(TypedDict):
     category: Annotated[str, Field(max_length=64)]
-    collected_at: AwareDatetime
+    collected_at: Instant
     events: NotRequired[
-        Annotated[dict[Annotated[str, Field(max_length=64)], AwareDatetime], Field(max_length=20)]
+        Annotated[dict[Annotated[str, Field(max_length=64)], Instant], Field(max_length=20)]
     ]
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from app.core.deps import WebhooksManage, request_session
 from app.core.idempotency import IdempotencyKeyHeader
-from app.core.openapi import created, problems
+from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
 from app.webhooks.models import DeliveryStatus
@@ -46,7 +46,7 @@ ServiceDep = Annotated[WebhookService, Depends(get_service)]
     '`{"type", "timestamp", "data"}` with Standard Webhooks headers `webhook-id` (the same on '
     "every retry: deduplicate on it), `webhook-timestamp` and `webhook-signature`, retried "
     "with exponential backoff. Event data carries ids, never personal data.",
-    responses=problems(),
+    responses={**problems(), **sends(201, location=True)},
 )
 async def create_webhook(
     body: WebhookCreate,
