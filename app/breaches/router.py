@@ -44,7 +44,13 @@ async def get_service(request: Request) -> AsyncIterator[BreachService]:
 ServiceDep = Annotated[BreachService, Depends(get_service)]
 IfMatch = Annotated[
     str | None,
-    Header(alias="If-Match", max_length=40, description='The incident\'s version, e.g. "3"'),
+    Header(
+        alias="If-Match",
+        max_length=200,
+        description='The incident\'s `ETag` (`"3"`): the change applies only to that version, '
+        "else 412. `*` matches any current version. Compared strongly (RFC 9110 §13.1.1): a "
+        'weak tag (`W/"3"`) never matches, so it is 412 too.',
+    ),
 ]
 _CREATE_EXAMPLES: dict[str, Any] = {
     "high-risk": {

@@ -34,7 +34,7 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
-from app.core.versioning import check_version, parse_if_match, retry_stale
+from app.core.versioning import Expected, check_version, parse_if_match, retry_stale
 from app.events.outbox import emit, iso
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
@@ -413,7 +413,7 @@ class BreachService:
         )
 
     async def _update_once(
-        self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, expected: int | None
+        self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, expected: Expected
     ) -> BreachRead:
         now = self.clock()
         incident = await self._incident(who, incident_id, lock=True)
@@ -522,7 +522,7 @@ class BreachService:
         who: Principal,
         incident_id: uuid.UUID,
         body: NotificationIn,
-        expected: int | None,
+        expected: Expected,
         idempotency_key: str | None,
     ) -> JSONResponse | BreachRead:
         now = self.clock()

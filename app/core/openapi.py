@@ -16,7 +16,7 @@ _DESCRIPTIONS = {
     403: "The token lacks a required scope",
     404: "Not found in this tenant",
     409: "Conflict with the current state",
-    412: "If-Match does not match the current version",
+    412: "If-Match does not match the current version (compared strongly: a weak tag never does)",
     413: "Request body too large",
     422: "Validation failed (field paths in `errors`)",
     429: "Too many writes for this tenant (write routes, when RATE_LIMIT_WRITES is set)",

@@ -8,6 +8,7 @@ update); with it, the caller's version is stale and the answer is 412.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -24,28 +25,55 @@ class VersionMismatch(PreconditionFailed):
     code = "version_mismatch"
 
 
-def parse_if_match(value: str | None, what: str) -> int | None:
-    """`"3"`, `W/"3"` or `3` → 3; absent → None; anything else is a 412."""
+Expected = frozenset[int] | None
+"""The versions an `If-Match` accepts; None: any (absent, or `*`)."""
+
+_ETAG = re.compile(r'(W/)?"([^"]*)"|([0-9]+)')
+
+
+def parse_if_match(value: str | None, what: str) -> Expected:
+    """`If-Match` as RFC 9110 §13.1.1 reads it: `*` matches any current version (the object
+    exists, or the answer is 404), otherwise a comma-separated list of entity tags compared
+    strongly. `"3"` is version 3 (a bare `3` is read the same); a weak tag (`W/"3"`) never
+    matches under strong comparison, so a list of weak tags only is 412, saying why, like
+    anything that is not an entity tag."""
     if value is None:
         return None
     text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
-        raise VersionMismatch(f'If-Match must be the {what}\'s version, e.g. "3"')
-    return int(text)
+    if text == "*":
+        return None
+    versions: set[int] = set()
+    weak = False
+    for item in text.split(","):
+        found = _ETAG.fullmatch(item.strip())
+        if found is None:
+            raise VersionMismatch(f'If-Match must be the {what}\'s ETag, e.g. "3"')
+        if found.group(1):
+            weak = True
+            continue
+        tag = found.group(2) if found.group(3) is None else found.group(3)
+        if tag.isdigit():
+            versions.add(int(tag))
+    if not versions:
+        if weak:
+            raise VersionMismatch(
+                f"If-Match compares entity tags strongly (RFC 9110): a weak tag never matches; "
+                f'send the {what}\'s ETag as given, e.g. "3"'
+            )
+        raise VersionMismatch(f"If-Match names no version of the {what}")
+    return frozenset(versions)
 
 
-def check_version(current: int, expected: int | None, what: str) -> None:
-    if expected is not None and current != expected:
+def check_version(current: int, expected: Expected, what: str) -> None:
+    if expected is not None and current not in expected:
+        wanted = ", ".join(str(v) for v in sorted(expected))
         raise VersionMismatch(
-            f"The {what} is at version {current}, not {expected}", current_version=current
+            f"The {what} is at version {current}, not {wanted}", current_version=current
         )
 
 
 async def retry_stale(
-    session: AsyncSession, expected: int | None, what: str, once: Callable[[], Awaitable[T]]
+    session: AsyncSession, expected: Expected, what: str, once: Callable[[], Awaitable[T]]
 ) -> T:
     """Run `once` (one transaction); on a concurrent update retry it, unless the caller
     pinned a version with If-Match."""

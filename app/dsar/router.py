@@ -43,7 +43,13 @@ async def get_service(request: Request) -> AsyncIterator[DsarService]:
 ServiceDep = Annotated[DsarService, Depends(get_service)]
 IfMatch = Annotated[
     str | None,
-    Header(alias="If-Match", max_length=40, description='The ticket\'s version, e.g. "3"'),
+    Header(
+        alias="If-Match",
+        max_length=200,
+        description='The ticket\'s `ETag` (`"3"`): the change applies only to that version, '
+        "else 412. `*` matches any current version. Compared strongly (RFC 9110 §13.1.1): a "
+        'weak tag (`W/"3"`) never matches, so it is 412 too.',
+    ),
 ]
 
 

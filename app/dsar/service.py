@@ -24,7 +24,7 @@ from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.rawpg import raw_pool
 from app.core.security import Principal
-from app.core.versioning import check_version, parse_if_match, retry_stale
+from app.core.versioning import Expected, check_version, parse_if_match, retry_stale
 from app.dsar.models import (
     NO_DUE_SORT,
     OPEN_STATUSES,
@@ -293,7 +293,7 @@ class DsarService:
         )
 
     async def _transition_once(
-        self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, expected: int | None
+        self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, expected: Expected
     ) -> DsarRead:
         now = self.clock()
         ticket = await self._ticket(who, ticket_id, lock=True)
@@ -398,7 +398,7 @@ class DsarService:
         )
 
     async def _extend_once(
-        self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, expected: int | None
+        self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, expected: Expected
     ) -> DsarRead:
         now = self.clock()
         ticket = await self._ticket(who, ticket_id, lock=True)
