@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from app.breaches.models import Audience, BreachRisk, BreachRole, BreachStatus
 from app.core.instants import Instant
@@ -69,7 +69,7 @@ class BreachCreate(BaseModel):
         default=None, description="When the breach happened, if known (not after `aware_at`)"
     )
     data_categories: list[Category] = Field(max_length=MAX_CATEGORIES)
-    subjects_affected: int | None = Field(default=None, ge=0, le=MAX_SUBJECTS)
+    subjects_affected: StrictInt | None = Field(default=None, ge=0, le=MAX_SUBJECTS)
     risk: BreachRisk = Field(description="The assessed risk to the people affected")
     role: BreachRole = Field(
         default=BreachRole.controller,
@@ -88,7 +88,7 @@ class BreachPatch(BaseModel):
     risk: BreachRisk | None = Field(
         default=None, description="Re-assessing the risk recomputes the duties and due instants"
     )
-    subjects_affected: int | None = Field(default=None, ge=0, le=MAX_SUBJECTS)
+    subjects_affected: StrictInt | None = Field(default=None, ge=0, le=MAX_SUBJECTS)
     data_categories: list[Category] | None = Field(default=None, max_length=MAX_CATEGORIES)
     description: str | None = Field(default=None, max_length=4000)
     status: BreachStatus | None = Field(

@@ -7,7 +7,8 @@ Validation errors carry field paths and messages only: submitted values may be p
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from http import HTTPStatus
 from typing import Any, Self
 
@@ -312,23 +313,50 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else None
         headers = dict(exc.headers) if exc.headers else None
         if exc.status_code == 405:
-            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+            allowed = allowed_methods(request)
+            if allowed is not None:
+                headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return problem_response(exc.status_code, code, detail, headers)
 
 
-_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """The app's routes as declared, through the routers FastAPI includes (each an object
+    holding its `original_router`; our routers are included without a prefix, so their
+    routes' own paths are the full paths)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _leaf_routes(included.routes)
+        else:
+            yield route
 
 
-def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (RFC 9110 §15.5.6: a 405's `Allow` lists
-    the methods the target resource supports). Starlette answers with the methods of the
-    first route whose path matched only (`OPTIONS /v1/breaches` said `Allow: POST`): each
-    method is tried against the app's routes as the router itself matches them (included
-    routers, path converters and all)."""
-    routes = request.app.router.routes
-    allowed = []
-    for method in _METHODS:
-        probe = {**request.scope, "method": method}
-        if any(route.matches(probe)[0] is Match.FULL for route in routes):
-            allowed.append(method)
-    return allowed
+def _literal_length(template: str) -> int:
+    return len(_PARAMETER.sub("", template))
+
+
+_PARAMETER = re.compile(r"{[^}]*}")
+
+
+def allowed_methods(request: Request) -> list[str] | None:
+    """The methods of the documented path the request's path is (RFC 9110 §15.5.6: a 405's
+    `Allow` lists the methods the target resource supports), or None when no route's path
+    matches. Starlette answers with the methods of the first route whose path matched only
+    (`OPTIONS /v1/breaches` said `Allow: POST`). When several templates match one path
+    (`/v1/subjects/{subject_id}/consents` and, `/` being part of an id,
+    `/v1/subjects/{subject_id}`), the path is the most specific one: the most literal text."""
+    matching = [
+        route
+        for route in _leaf_routes(request.app.router.routes)
+        if getattr(route, "methods", None)
+        and isinstance(getattr(route, "path_format", None), str)
+        and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    if not matching:
+        return None
+    path = max(matching, key=lambda route: _literal_length(route.path_format)).path_format
+    methods: set[str] = set()
+    for route in matching:
+        if route.path_format == path:
+            methods |= route.methods
+    return sorted(methods)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from app.core.instants import Instant
@@ -54,7 +54,7 @@ class _In(BaseModel):
 
 
 class Period(_In):
-    value: int = Field(ge=0, le=100_000)
+    value: StrictInt = Field(ge=0, le=100_000)
     unit: Unit
 
 
@@ -125,7 +125,7 @@ class ConsentPurpose(_In):
     lawful_basis: LawfulBasis = "consent"
     default: Literal["granted", "denied"] = "denied"
     expires_after: Period | None = None
-    honors_gpc: bool = False
+    honors_gpc: StrictBool = False
     withdrawal_method: str | None = Field(default=None, max_length=500)
 
 
@@ -138,7 +138,7 @@ class PolicyConfig(_In):
     retention: list[RetentionIn] = Field(default_factory=list, max_length=200)
     breach: BreachIn | None = None
     consent_purposes: list[ConsentPurpose] = Field(default_factory=list, max_length=200)
-    minimum_age: int | None = Field(default=None, ge=0, le=25)
+    minimum_age: StrictInt | None = Field(default=None, ge=0, le=25)
     change_notice: Period | None = None
     effective_from: Instant | None = Field(
         default=None, description="A later version takes effect no earlier than this"

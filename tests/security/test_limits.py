@@ -46,7 +46,10 @@ def _unbounded(doc: dict[str, Any]) -> list[str]:
             and not {"maxLength", "enum", "const"} & set(node)
         ):
             found.append(f"{where}: string without maxLength")
-        if kind == "array" and "maxItems" not in node:
+        # the consent batch's bound is a 413 (DESIGN §7), stated in its description (a schema
+        # bound would make 1,001 events a schema-invalid request, expected to be 400/422)
+        batch = node.get("description") == "Up to 1,000 events (more is 413)"
+        if kind == "array" and "maxItems" not in node and not batch:
             found.append(f"{where}: array without maxItems")
         is_map = kind == "object" and isinstance(node.get("additionalProperties"), dict)
         if is_map and "maxProperties" not in node:
