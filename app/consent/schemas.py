@@ -119,7 +119,14 @@ class ConsentBatchIn(BaseModel):
         WithJsonSchema(
             {
                 "type": "array",
-                "items": {"$ref": "#/components/schemas/ConsentEventIn"},
+                # any item is taken: one that is not a valid event is a problem in its slot
+                # (the call still records the others), so the document does not call it invalid
+                "items": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/ConsentEventIn"},
+                        {"description": "Anything else: answered with a problem in its slot"},
+                    ]
+                },
                 "description": f"Up to {MAX_BATCH:,} events (more is 413)",
             }
         ),
