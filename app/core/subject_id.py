@@ -31,9 +31,11 @@ SUBJECT_ID_RULES = (
     "refused with 422). In a path, percent-encode it (`tenant/42` → `tenant%2F42`)."
 )
 
+# says what is wrong without quoting `.`/`..`: a message holding the value sent is scrubbed
+# (core.errors.validation_items), and these are values
 _REFUSED = (
-    "a subject id may not hold control characters, nor `.` or `..` as a `/`-separated "
-    "segment (no URL could carry it)"
+    "a subject id may hold neither control characters nor a dot segment (a `/`-separated part "
+    "that is one or two full stops): no URL could carry it"
 )
 
 
