@@ -331,11 +331,11 @@ def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
             yield route
 
 
+_PARAMETER = re.compile(r"{[^}]*}")
+
+
 def _literal_length(template: str) -> int:
     return len(_PARAMETER.sub("", template))
-
-
-_PARAMETER = re.compile(r"{[^}]*}")
 
 
 def allowed_methods(request: Request) -> list[str] | None:
