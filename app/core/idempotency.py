@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import Integer, String, select, text
+from sqlalchemy import Integer, String, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -177,3 +177,16 @@ async def idempotent(
     finally:
         if not is_pg:
             _IN_FLIGHT.discard(marker)
+
+
+async def forget(session: AsyncSession, tenant: str, operation: str, location: str) -> None:
+    """Drop the stored responses that created what `location` names, in the caller's
+    transaction, when it is deleted: a replay never points at nothing (the same key and body
+    afterwards create it anew)."""
+    await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.tenant == tenant,
+            IdempotencyRecord.operation == operation,
+            IdempotencyRecord.location == location,
+        )
+    )

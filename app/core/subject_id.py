@@ -22,6 +22,7 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
+from starlette.convertors import PathConvertor, register_url_convertor
 
 SUBJECT_ID_MAX = 200
 
@@ -65,3 +66,15 @@ SubjectIdIn = Annotated[
     AfterValidator(_check),
 ]
 """A subject id as written (consent events, DSAR `subject.id`)."""
+
+
+class SubjectIdConvertor(PathConvertor):
+    """`{subject_id:subject_id}`: the rest of the path as the id, `/` included, like `:path`,
+    and line breaks too (`:path` is `.*`, which stops at a newline, and a route that does not
+    match is an undocumented 404). Reads take any id, so an id holding a control character
+    (recorded before the write-time rules) is still reachable to be read and erased."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("subject_id", SubjectIdConvertor())

@@ -2,12 +2,13 @@
 
 Subject identifiers travel in these paths: the access log records route templates only.
 
-Any recorded id is reachable: `{subject_id:path}` takes the rest of the path, `/` included
-(a client percent-encodes the id; the server sees it decoded, `tenant%2F42` as `tenant/42`).
-The three routes stay apart by their fixed ends: a GET ending in `/consents` or `/export`
-reads, the greedy match giving the id everything before that end (the consents of
-`a/export` are `/v1/subjects/a%2Fexport/consents`), and DELETE takes the whole rest (erasing
-`a/consents` is `DELETE /v1/subjects/a%2Fconsents`). What is refused when an id is recorded:
+Any recorded id is reachable: `{subject_id:subject_id}` (app/core/subject_id.py) takes the
+rest of the path, `/` and line breaks included (a client percent-encodes the id; the server
+sees it decoded, `tenant%2F42` as `tenant/42`). The three routes stay apart by their fixed
+ends: a GET ending in `/consents` or `/export` reads, the greedy match giving the id
+everything before that end (the consents of `a/export` are
+`/v1/subjects/a%2Fexport/consents`), and DELETE takes the whole rest (erasing `a/consents` is
+`DELETE /v1/subjects/a%2Fconsents`). What is refused when an id is recorded:
 app/core/subject_id.py.
 """
 
@@ -72,7 +73,7 @@ async def _consents_fast(request: Request) -> Response | None:
 
 
 @router.get(
-    "/{subject_id:path}/consents",
+    "/{subject_id:subject_id}/consents",
     response_model=SubjectConsents,
     operation_id="getSubjectConsents",
     summary="The subject's consent state, one entry per purpose",
@@ -94,7 +95,7 @@ async def get_subject_consents(
 
 
 @router.get(
-    "/{subject_id:path}/export",
+    "/{subject_id:subject_id}/export",
     response_model=SubjectExportOut,
     operation_id="exportSubject",
     summary="Everything held on the subject, as portable JSON",
@@ -109,7 +110,7 @@ async def export_subject(
 
 
 @router.delete(
-    "/{subject_id:path}",
+    "/{subject_id:subject_id}",
     status_code=204,
     response_class=Response,
     operation_id="eraseSubject",

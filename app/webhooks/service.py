@@ -14,6 +14,7 @@ from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
+from app.core.idempotency import forget as forget_idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
@@ -43,6 +44,10 @@ class WebhookNotFound(NotFound):
 
 class WebhookUrlRefused(Unprocessable):
     code = "webhook_url_refused"
+
+
+def _location(webhook_id: uuid.UUID) -> str:
+    return f"/v1/webhooks/{webhook_id}"
 
 
 def message_id(delivery_id: uuid.UUID) -> str:
@@ -114,7 +119,7 @@ class WebhookService:
             self.session.add(sub)
             self._audit(who, sub, "webhook.created", now)
             created = WebhookCreated(**to_read(sub).model_dump(), secret=sub.secret)
-            idem.remember(201, created.model_dump(mode="json"), f"/v1/webhooks/{sub.id}", at=now)
+            idem.remember(201, created.model_dump(mode="json"), _location(sub.id), at=now)
             await self.session.commit()
             return created
 
@@ -137,6 +142,7 @@ class WebhookService:
         self._audit(who, sub, "webhook.deleted", now)
         if not await self.repo.delete(who.tenant, webhook_id):
             raise WebhookNotFound(f"No webhook {webhook_id} in this tenant")
+        await forget_idempotent(self.session, who.tenant, "createWebhook", _location(webhook_id))
         await self.session.commit()
 
     async def ping(self, who: Principal, webhook_id: uuid.UUID) -> WebhookDeliveryRead:

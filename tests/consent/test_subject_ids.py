@@ -178,6 +178,22 @@ async def test_an_id_no_url_can_carry_is_refused_when_written_and_nothing_is_rec
     assert (await client.get("/v1/dsars", headers=spotrak)).json()["items"] == []
 
 
+@pytest.mark.parametrize("subject_id", ["line\nbreak", "\r\n", "tab\t/\x0b"])
+async def test_reads_and_erasure_take_any_id_even_one_refused_at_write(
+    client: httpx.AsyncClient, spotrak: dict[str, str], subject_id: str
+) -> None:
+    """An id recorded before the write-time rules stays reachable: the path takes any id,
+    line breaks included (a route that stopped at one would be an undocumented 404)."""
+    r = await client.get(url(subject_id, "/consents"), headers=spotrak)
+    assert r.status_code == 200, r.text
+    assert r.json()["subject_id"] == subject_id
+    for r in (
+        await client.get(url(subject_id, "/export"), headers=spotrak),
+        await client.delete(url(subject_id), headers=spotrak),
+    ):
+        assert (r.status_code, r.json()["code"]) == (404, "subject_not_found")
+
+
 def test_the_refusal_is_documented_where_subject_ids_are_described() -> None:
     from app.__main__ import openapi_document
 
