@@ -264,3 +264,23 @@ async def test_if_match_on_an_incident_reads_the_same(
     star = {**spotrak, "If-Match": "*"}
     r = await client.patch(f"/v1/breaches/{bid}", headers=star, json={"status": "contained"})
     assert (r.status_code, r.headers["etag"]) == (200, '"2"')
+
+
+async def test_a_deleted_webhook_is_not_replayed_by_its_idempotency_key(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """A replay never points at nothing: deleting the subscription forgets the stored answer
+    that created it, so the same key and body afterwards create a new one."""
+    headers = {**auth, "Idempotency-Key": "hook-1"}
+    body = {"url": "https://hooks.example.com/privacy", "events": ["dsar.created"]}
+    first = await client.post("/v1/webhooks", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    replay = await client.post("/v1/webhooks", headers=headers, json=body)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+    assert (await client.delete(first.headers["location"], headers=auth)).status_code == 204
+    again = await client.post("/v1/webhooks", headers=headers, json=body)
+    assert again.status_code == 201
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    assert (await client.delete(again.headers["location"], headers=auth)).status_code == 204
