@@ -106,11 +106,11 @@ BATCH_EXAMPLE: dict[str, Any] = {
 
 
 class ConsentBatchIn(BaseModel):
-    """Items are validated one by one: a bad item is a problem in its slot, not a failed call.
+    """Items are validated one by one: a bad item is a problem in its slot, not a failed call."""
 
-    The document states the 1,000 bound in words, not as `maxItems`: more is 413 (DESIGN §7,
-    the body is too large to take), and a schema bound would make 1,001 events a
-    schema-invalid request, which clients and fuzzers expect to be a 400 or 422."""
+    # The document states the 1,000 bound in words, not as `maxItems`: more is 413 (DESIGN §7,
+    # the body is too large to take), and a schema bound would make 1,001 events a
+    # schema-invalid request, which clients and fuzzers expect to be a 400 or 422.
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [BATCH_EXAMPLE]})
 
