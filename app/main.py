@@ -27,6 +27,7 @@ from app.core.security import load_key_config
 from app.dsar.router import router as dsar_router
 from app.ops.router import router as ops_router
 from app.policies.router import router as policies_router
+from app.reports.router import router as reports_router
 from app.subjects.router import router as subjects_router
 from app.webhooks.router import router as webhooks_router
 from app.worker import Worker
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             {"name": "breaches", "description": "Breach incidents, their clocks and the record"},
             {"name": "webhooks", "description": "Signed event delivery to your receivers"},
             {"name": "audit", "description": "The tenant's hash-chained audit log"},
+            {"name": "reports", "description": "Figures for privacy officers and regulators"},
             {"name": "ops", "description": "Health, readiness and metrics"},
         ],
     )
@@ -118,6 +120,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(breaches_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
+    app.include_router(reports_router)
     app.include_router(ops_router)
     # Middleware is added innermost first: the hot routes' handlers (app/core/routing.py) run
     # inside CORS and the request context, like every route.

@@ -34,6 +34,7 @@ ALL_SCOPES: tuple[str, ...] = (
     "breach:write",
     "webhooks:manage",
     "audit:read",
+    "reports:read",
 )
 MAX_TOKEN_BYTES = 8 * 1024
 IAT_LEEWAY_SECONDS = 60

@@ -29,6 +29,18 @@ class DsarStatus(enum.StrEnum):
     withdrawn = "withdrawn"
 
 
+class RejectionReason(enum.StrEnum):
+    """Why a request was refused (DESIGN §15): the CCPA regulations §7102(a) report counts
+    denials by these codes."""
+
+    identity_not_verified = "identity_not_verified"
+    manifestly_unfounded = "manifestly_unfounded"
+    excessive = "excessive"
+    exemption = "exemption"
+    no_data = "no_data"
+    other = "other"
+
+
 OPEN_STATUSES = frozenset(
     {DsarStatus.received, DsarStatus.awaiting_verification, DsarStatus.in_progress}
 )
@@ -64,6 +76,7 @@ class DsarTicket(Base):
         Index(None, "tenant", "is_open", "due_sort", "id"),
         Index(None, "tenant", "subject_id"),
         Index(None, "is_open", "due_sort"),  # the reminder scan, across tenants
+        Index(None, "tenant", "received_at"),  # the reports (app/reports): a received range
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -97,6 +110,9 @@ class DsarTicket(Base):
     extension_notice_by: Mapped[date | None] = mapped_column(Date)
     explanation: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     status_reason: Mapped[str | None] = mapped_column(String(1000))
+    status_reason_code: Mapped[RejectionReason | None] = mapped_column(
+        str_enum(RejectionReason, "dsar_reason_code")
+    )
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -156,7 +156,10 @@ async def get_dsar(
     summary="Move a request to another status",
     description="received → awaiting_verification → in_progress → completed | rejected; "
     "withdrawn from any open state. Leaving awaiting_verification records `verified_at` and, "
-    "where the clock starts at verification, recomputes the due date.",
+    "where the clock starts at verification, recomputes the due date. Rejecting needs a "
+    "`reason` and takes an optional `reason_code` (identity_not_verified, "
+    "manifestly_unfounded, excessive, exemption, no_data, other) that the CCPA metrics report "
+    "counts denials by.",
     responses={**problems(404, 409, 412), **sends(200, etag=True)},
 )
 async def transition_dsar(

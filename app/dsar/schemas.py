@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.instants import Instant
 from app.core.subject_id import SubjectIdIn
-from app.dsar.models import DsarStatus
+from app.dsar.models import DsarStatus, RejectionReason
 from app.policies.schemas import KEY_PATTERN, Right
 
 Sla = Literal["on_track", "due_soon", "overdue", "met", "missed", "no_fixed_deadline"]
@@ -60,11 +60,34 @@ class DsarCreate(BaseModel):
 class TransitionIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"to": "in_progress", "verified_at": None}]},
+        json_schema_extra={
+            "examples": [
+                {"to": "in_progress", "verified_at": None},
+                {
+                    "to": "rejected",
+                    "reason": "We could not verify the requester's identity",
+                    "reason_code": "identity_not_verified",
+                },
+            ]
+        },
     )
 
     to: DsarStatus
-    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+    reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Why (required to reject); free text kept on the ticket",
+    )
+    reason_code: RejectionReason | None = Field(
+        default=None,
+        description="Only when rejecting, optional: the refusal's category, which the CCPA "
+        "metrics report (GET /v1/reports/ccpa-metrics) counts denials by. identity_not_verified: "
+        "the requester could not be verified; manifestly_unfounded / excessive: GDPR Art. 12(5); "
+        "exemption: an exemption or exception in law applies; no_data: no personal data of the "
+        "requester is held; other: any other ground. A rejection without a code is counted as "
+        "`unspecified`.",
+    )
     verified_at: Instant | None = Field(
         default=None, description="When identity was verified (leaving awaiting_verification)"
     )
@@ -116,6 +139,9 @@ class DsarRead(BaseModel):
         description="The date by which the subject must be told of the extension"
     )
     status_reason: str | None
+    status_reason_code: RejectionReason | None = Field(
+        description="The rejection's reason code, when one was given"
+    )
     sla: Sla
     explanation: list[Step]
     closed_at: datetime | None

@@ -139,6 +139,7 @@ def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
             "extension_reason": ticket.extension_reason,
             "extension_notice_by": ticket.extension_notice_by,
             "status_reason": ticket.status_reason,
+            "status_reason_code": ticket.status_reason_code,
             "sla": sla_of(ticket, now, window),
             "explanation": ticket.explanation,
             "closed_at": ticket.closed_at,
@@ -227,6 +228,7 @@ class DsarService:
                 extension_reason=None,
                 extension_notice_by=None,
                 status_reason=None,
+                status_reason_code=None,
                 closed_at=None,
                 created_at=now,
                 updated_at=now,
@@ -316,6 +318,8 @@ class DsarService:
                     {"loc": ["body", "reason"], "msg": "required to reject", "type": "missing"}
                 ],
             )
+        if body.reason_code is not None and body.to != DsarStatus.rejected:
+            raise DsarInvalid.at(["body", "reason_code"], "only when rejecting (to rejected)")
         verifying = body.to == DsarStatus.in_progress and current in (
             DsarStatus.received,
             DsarStatus.awaiting_verification,
@@ -376,6 +380,9 @@ class DsarService:
             ticket.closed_at = now
         if body.reason:
             ticket.status_reason = body.reason
+        if body.reason_code is not None:
+            ticket.status_reason_code = body.reason_code
+            data["reason_code"] = body.reason_code.value
         ticket.updated_at = now
         self._event(ticket, who, now, "status_changed", current, body.to, body.reason, data)
         await self.session.flush()  # bumps `version`, which the event carries
