@@ -317,7 +317,7 @@ class ReportsRepository:
 
     async def opted_in(
         self, tenant: str, *, now: datetime, policy_key: str | None
-    ) -> Sequence[Row[tuple[str, str, int]]]:
+    ) -> Sequence[Row[str, str, int]]:
         s = ConsentState
         stmt = (
             select(s.policy_key, s.purpose, func.count().label("n"))
@@ -330,7 +330,7 @@ class ReportsRepository:
         )
         if policy_key is not None:
             stmt = stmt.where(s.policy_key == policy_key)
-        return list((await self.session.execute(stmt)).all())
+        return (await self.session.execute(stmt)).all()
 
     # ---- breaches -------------------------------------------------------------------------
 
