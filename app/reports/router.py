@@ -142,7 +142,7 @@ async def get_ccpa_metrics(
     request: Request,
     service: ServiceDep,
     who: ReportsRead,
-    year: Annotated[int | None, Query(ge=1970, le=9998, strict=True)] = None,
+    year: Annotated[int | None, Query(ge=1970, le=9998)] = None,
     policy_key: PolicyKey = None,
 ) -> Any:
     report = await service.ccpa(who, year=year, policy_key=policy_key)
