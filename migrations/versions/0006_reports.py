@@ -53,4 +53,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("dsar_ticket", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dsar_ticket_tenant_received_at"))
+        # the CHECK first: SQLite's table copy would keep it, naming a dropped column
+        batch_op.drop_constraint(batch_op.f("ck_dsar_ticket_dsar_reason_code"), type_="check")
         batch_op.drop_column("status_reason_code")
