@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.engine import Row
@@ -78,31 +79,30 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def _percentiles(
-    session: AsyncSession,
-    base: Subquery,
-    groups: Sequence[str],
-    value: str,
-    wanted: Mapping[str, float],
-) -> Subquery | dict[str, ColumnElement[Any]]:
-    """PostgreSQL: the percentile_cont aggregates, to select beside the counts over `base`.
-    SQLite: a subquery with the group columns and one column per percentile, to join."""
-    v = base.c[value]
+    session: AsyncSession, values: Subquery, groups: Sequence[str], wanted: Mapping[str, float]
+) -> Subquery:
+    """The group columns and one column per percentile in `wanted`, over `values` (the group
+    columns and `v`, one row per value, no NULLs)."""
+    parts = [values.c[g] for g in groups]
+    v = values.c.v
     if is_postgres(session):
-        return {
-            name: func.percentile_cont(p).within_group(v.asc()).label(name)
-            for name, p in wanted.items()
-        }
-    parts = [base.c[g] for g in groups]
-    ranked = (
-        select(
-            *parts,
-            v.label("v"),
-            (func.row_number().over(partition_by=parts or None, order_by=v) - 1).label("rn"),
-            func.count().over(partition_by=parts or None).label("n"),
+        return (
+            select(
+                *parts,
+                *[
+                    func.percentile_cont(p).within_group(v.asc()).label(name)
+                    for name, p in wanted.items()
+                ],
+            )
+            .group_by(*parts)
+            .subquery("pct")
         )
-        .where(v.is_not(None))
-        .subquery("ranked")
-    )
+    ranked = select(
+        *parts,
+        v,
+        (func.row_number().over(partition_by=parts or None, order_by=v) - 1).label("rn"),
+        func.count().over(partition_by=parts or None).label("n"),
+    ).subquery("ranked")
     cols: list[ColumnElement[Any]] = [ranked.c[g] for g in groups]
     for name, p in wanted.items():
         position = (ranked.c.n - 1) * literal(p, Float)
@@ -115,39 +115,42 @@ def _percentiles(
     return select(*cols).group_by(*[ranked.c[g] for g in groups]).subquery("pct")
 
 
-async def _grouped(
+async def _tune(session: AsyncSession) -> None:
+    """PostgreSQL, this transaction only: room to sort a million values in memory, and no JIT
+    (compiling the expressions costs more than it saves on a report of a few seconds)."""
+    if is_postgres(session):
+        await session.execute(text("SET LOCAL work_mem = '64MB'"))
+        await session.execute(text("SET LOCAL jit = off"))
+
+
+async def _report(
     session: AsyncSession,
-    base: Subquery,
+    totals: Select[Any],
+    values: Select[Any],
     groups: Sequence[str],
-    counts: Mapping[str, ColumnElement[Any]],
-    value: str,
     wanted: Mapping[str, float],
-    order: bool = True,
 ) -> Sequence[Row[Any]]:
-    """SELECT the groups, `counts` (aggregates over `base`), avg(value) as `mean` and the
-    percentiles in `wanted`, GROUP BY the groups."""
-    group_cols = [base.c[g] for g in groups]
-    aggregates = [expr.label(name) for name, expr in counts.items()]
-    mean = func.avg(base.c[value]).label("mean")
-    pct = _percentiles(session, base, groups, value, wanted)
-    if isinstance(pct, dict):
-        stmt: Select[Any] = select(*group_cols, *aggregates, mean, *pct.values()).group_by(
-            *group_cols
-        )
-    else:
-        main = select(*group_cols, *aggregates, mean).group_by(*group_cols).subquery("main")
-        on = and_(true(), *[main.c[g] == pct.c[g] for g in groups])
-        stmt = select(main, *[pct.c[name] for name in wanted]).select_from(main.outerjoin(pct, on))
-        group_cols = [main.c[g] for g in groups]
-    if order and group_cols:
-        stmt = stmt.order_by(*group_cols)
+    """`totals` (grouped by `groups`: the counts and `mean`) beside the percentiles of
+    `values`, matched on the groups, in group order.
+
+    The counts come from a first aggregation by narrow keys (a hash aggregate, parallel on
+    PostgreSQL) re-summed by the report's groups; only the values a percentile needs are
+    sorted."""
+    await _tune(session)
+    main = totals.subquery("main")
+    pct = _percentiles(session, values.subquery("vals"), groups, wanted)
+    on = and_(true(), *[main.c[g] == pct.c[g] for g in groups])
+    stmt = select(main, *[pct.c[name] for name in wanted]).select_from(main.outerjoin(pct, on))
+    if groups:
+        stmt = stmt.order_by(*[main.c[g] for g in groups])
     rows: Sequence[Row[Any]] = (await session.execute(stmt)).all()
     return rows
 
 
-def _regimes(tenant: str) -> Subquery:
+def _regimes(tenant: str) -> Any:
     """(policy_key, version, regime) of the tenant's policy versions: a ticket's regime is the
-    one of the version it was recorded under."""
+    one of the version it was recorded under. MATERIALIZED on PostgreSQL: inlined, the JSON
+    path would be read (and the policy's TOASTed document decompressed) once per ticket."""
     return (
         select(
             PolicyVersion.policy_key,
@@ -155,7 +158,8 @@ def _regimes(tenant: str) -> Subquery:
             PolicyVersion.resolved[("jurisdiction", "regime")].as_string().label("regime"),
         )
         .where(PolicyVersion.tenant == tenant)
-        .subquery("pv")
+        .cte("pv")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
 
 
@@ -193,48 +197,87 @@ class ReportsRepository:
         group_by: Sequence[str],
     ) -> Sequence[Row[Any]]:
         t = DsarTicket
+        where: list[ColumnElement[bool]] = [
+            t.tenant == tenant,
+            t.received_at >= start,
+            t.received_at < end,
+        ]
+        if policy_key is not None:
+            where.append(t.policy_key == policy_key)
+        completed = t.status == DsarStatus.completed
+        days = _days(self.session, t.received_at, t.closed_at)
+        # 1. counts by (policy, version, type): few groups, any number of tickets
+        pre = (
+            select(
+                t.policy_key,
+                t.policy_version,
+                t.type,
+                func.count().label("received"),
+                _count(completed).label("completed"),
+                _count(and_(completed, or_(t.due_at.is_(None), t.closed_at <= t.due_at))).label(
+                    "completed_on_time"
+                ),
+                _count(and_(completed, t.due_at.is_not(None), t.closed_at > t.due_at)).label(
+                    "completed_late"
+                ),
+                _count(t.status == DsarStatus.rejected).label("rejected"),
+                _count(t.status == DsarStatus.withdrawn).label("withdrawn"),
+                _count(t.is_open.is_(True)).label("open"),
+                # as the list's sla=overdue: due_sort is due_at, or the far future without one
+                _count(and_(t.is_open.is_(True), t.due_sort < now)).label("overdue"),
+                func.sum(days).filter(completed).label("days_sum"),
+            )
+            .where(*where)
+            .group_by(t.policy_key, t.policy_version, t.type)
+            .subquery("pre")
+        )
+        # 2. re-summed by the report's groups (the regime comes with the policy version)
         pv = _regimes(tenant)
         dims: dict[str, Any] = {
             "regime": pv.c.regime,
-            "type": t.type,
-            "policy": t.policy_key,
+            "type": pre.c.type,
+            "policy": pre.c.policy_key,
         }
-        completed = t.status == DsarStatus.completed
-        base = (
+        names = [
+            "received",
+            "completed",
+            "completed_on_time",
+            "completed_late",
+            "rejected",
+            "withdrawn",
+            "open",
+            "overdue",
+        ]
+        source: Any = pre
+        if "regime" in group_by:
+            source = pre.join(
+                pv, and_(pv.c.policy_key == pre.c.policy_key, pv.c.version == pre.c.policy_version)
+            )
+        totals = (
             select(
                 *[dims[g].label(g) for g in group_by],
-                t.status,
-                t.is_open,
-                t.due_at,
-                t.due_sort,
-                t.closed_at,
-                case((completed, _days(self.session, t.received_at, t.closed_at))).label("days"),
+                *[func.sum(pre.c[n]).label(n) for n in names],
+                (
+                    cast(func.sum(pre.c.days_sum), Float)
+                    / func.nullif(cast(func.sum(pre.c.completed), Float), 0)
+                ).label("mean"),
             )
-            .join(pv, and_(pv.c.policy_key == t.policy_key, pv.c.version == t.policy_version))
-            .where(t.tenant == tenant, t.received_at >= start, t.received_at < end)
+            .select_from(source)
+            .group_by(*[dims[g] for g in group_by])
         )
-        if policy_key is not None:
-            base = base.where(t.policy_key == policy_key)
-        b = base.subquery("base")
-        done = b.c.status == DsarStatus.completed
-        counts = {
-            "received": func.count(),
-            "completed": _count(done),
-            "completed_on_time": _count(
-                and_(done, or_(b.c.due_at.is_(None), b.c.closed_at <= b.c.due_at))
-            ),
-            "completed_late": _count(
-                and_(done, b.c.due_at.is_not(None), b.c.closed_at > b.c.due_at)
-            ),
-            "rejected": _count(b.c.status == DsarStatus.rejected),
-            "withdrawn": _count(b.c.status == DsarStatus.withdrawn),
-            "open": _count(b.c.is_open.is_(True)),
-            # as the list's sla=overdue: due_sort is due_at, or the far future without one
-            "overdue": _count(and_(b.c.is_open.is_(True), b.c.due_sort < now)),
-        }
-        return await _grouped(
-            self.session, b, group_by, counts, "days", {"median": 0.5, "p90": 0.9}
+        # 3. the days of the completed tickets, for the percentiles
+        vdims: dict[str, Any] = {"regime": pv.c.regime, "type": t.type, "policy": t.policy_key}
+        vsource: Any = t
+        if "regime" in group_by:
+            vsource = t.__table__.join(
+                pv, and_(pv.c.policy_key == t.policy_key, pv.c.version == t.policy_version)
+            )
+        values = (
+            select(*[vdims[g].label(g) for g in group_by], days.label("v"))
+            .select_from(vsource)
+            .where(*where, completed)
         )
+        return await _report(self.session, totals, values, group_by, {"median": 0.5, "p90": 0.9})
 
     # ---- CCPA -----------------------------------------------------------------------------
 
@@ -242,35 +285,41 @@ class ReportsRepository:
         t = DsarTicket
         if not windows:
             return []
-        kind = case(*[(t.type == k, literal(v)) for k, v in CCPA_KINDS.items()])
+        kind = case(*[(t.type == k, literal(v)) for k, v in CCPA_KINDS.items()]).label("kind")
         answered = t.status.in_([DsarStatus.completed, DsarStatus.rejected])
-        in_year = or_(
-            false(),
+        rejected = t.status == DsarStatus.rejected
+        where = [
+            t.tenant == tenant,
+            t.type.in_(list(CCPA_KINDS)),
+            or_(
+                false(),
+                *[
+                    and_(
+                        t.policy_key == w.policy_key,
+                        t.received_at >= w.start,
+                        t.received_at < w.end,
+                    )
+                    for w in windows
+                ],
+            ),
+        ]
+        days = _days(self.session, t.received_at, t.closed_at)
+        counts: list[ColumnElement[Any]] = [
+            func.count().label("received"),
+            _count(t.status == DsarStatus.completed).label("complied"),
+            _count(rejected).label("denied"),
+            _count(and_(rejected, t.status_reason_code.is_(None))).label("denied_unspecified"),
             *[
-                and_(t.policy_key == w.policy_key, t.received_at >= w.start, t.received_at < w.end)
-                for w in windows
+                _count(and_(rejected, t.status_reason_code == code)).label(f"denied_{code.value}")
+                for code in RejectionReason
             ],
-        )
-        b = (
-            select(
-                kind.label("kind"),
-                t.status,
-                t.status_reason_code.label("code"),
-                case((answered, _days(self.session, t.received_at, t.closed_at))).label("days"),
-            )
-            .where(t.tenant == tenant, t.type.in_(list(CCPA_KINDS)), in_year)
-            .subquery("base")
-        )
-        rejected = b.c.status == DsarStatus.rejected
-        counts: dict[str, ColumnElement[Any]] = {
-            "received": func.count(),
-            "complied": _count(b.c.status == DsarStatus.completed),
-            "denied": _count(rejected),
-            "denied_unspecified": _count(and_(rejected, b.c.code.is_(None))),
-        }
-        for code in RejectionReason:
-            counts[f"denied_{code.value}"] = _count(and_(rejected, b.c.code == code))
-        return await _grouped(self.session, b, ["kind"], counts, "days", {"median": 0.5})
+            (cast(func.sum(days).filter(answered), Float) / func.nullif(_count(answered), 0)).label(
+                "mean"
+            ),
+        ]
+        totals = select(kind, *counts).where(*where).group_by(kind)
+        values = select(kind, days.label("v")).where(*where, answered)
+        return await _report(self.session, totals, values, ["kind"], {"median": 0.5})
 
     # ---- consent --------------------------------------------------------------------------
 

@@ -166,6 +166,8 @@ class ReportsService:
         out = []
         for r in rows:
             m = r._mapping
+            if not m["received"]:  # no group: one row, empty when nothing was received
+                continue
             completed = int(m["completed"])
             on_time = int(m["completed_on_time"])
             out.append(
