@@ -704,8 +704,13 @@ async def test_reports_need_the_reports_scope_and_stay_in_the_tenant(
         assert r.status_code == 403, path
         r = await client.get(path)
         assert r.status_code == 401, path
-    r = await client.get("/v1/reports/dsar", headers=others, params={"from": FROM, "to": TO})
-    assert r.json()["rows"] == []
+    for group_by in ("regime,type", ""):
+        r = await client.get(
+            "/v1/reports/dsar",
+            headers=others,
+            params={"from": FROM, "to": TO, "group_by": group_by},
+        )
+        assert r.json()["rows"] == []
     r = await client.get("/v1/reports/dsar", headers=auth, params={"from": FROM, "to": TO})
     assert r.json()["rows"][0]["received"] == 1
 
