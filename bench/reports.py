@@ -70,7 +70,8 @@ FROM (
         CASE WHEN i % 3 = 0 THEN 'calco' ELSE 'spotrak' END AS policy_key,
         (ARRAY['access', 'erasure', 'rectification', 'opt_out'])[1 + (i % 4)::int] AS type,
         (ARRAY['completed', 'completed', 'completed', 'completed', 'completed', 'rejected',
-               'withdrawn', 'received', 'in_progress', 'completed'])[1 + ((i / 7) % 10)::int] AS status,
+               'withdrawn', 'received', 'in_progress', 'completed'])[1 + ((i / 7) % 10)::int]
+            AS status,
         $2::timestamptz - make_interval(secs => (i * 104729) % (730 * 86400)) AS received,
         $2::timestamptz - make_interval(secs => (i * 104729) % (730 * 86400))
             + interval '30 days' AS due
