@@ -12,7 +12,10 @@
     .venv/bin/python bench/reports.py --tickets 100000  # quicker
 
 Options: --pg-admin URL (default postgresql://postgres@127.0.0.1:5432/postgres), --rounds n,
---keep (keep the database).
+--keep (keep the database), --database NAME (time again on a database kept by --keep).
+
+Each report is timed next to a reference measured in the same rounds: a bare `count(*)` of the
+rows it reads (the same range, the same index), so that the ratio travels between machines.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import threading
@@ -176,20 +180,120 @@ def alembic_upgrade(url: str) -> None:
 
 async def timed(
     client: httpx.AsyncClient,
-    path: str,
-    params: dict[str, Any],
+    conn: asyncpg.Connection,
+    case: tuple[str, str, dict[str, Any], str, tuple[Any, ...]],
     headers: dict[str, str],
     rounds: int,
-) -> tuple[float, float, int]:
-    times = []
-    size = 0
+) -> dict[str, list[float]]:
+    """The report as JSON, as CSV, and its reference (a bare count(*) of the rows it reads),
+    in alternating rounds."""
+    _, path, params, ref_sql, ref_args = case
+    times: dict[str, list[float]] = {"json": [], "csv": [], "ref": []}
+    await client.get(path, params=params, headers=headers)  # warm
     for _ in range(rounds):
+        for kind, extra in (("json", {}), ("csv", {"Accept": "text/csv"})):
+            t0 = time.perf_counter()
+            r = await client.get(path, params=params, headers={**headers, **extra})
+            times[kind].append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text
         t0 = time.perf_counter()
-        r = await client.get(path, params=params, headers=headers)
-        times.append(time.perf_counter() - t0)
-        assert r.status_code == 200, r.text
-        size = len(r.content)
-    return min(times), statistics.median(times), size
+        await conn.fetchval(ref_sql, *ref_args)
+        times["ref"].append(time.perf_counter() - t0)
+    return times
+
+
+def cases() -> list[tuple[str, str, dict[str, Any], str, tuple[Any, ...]]]:
+    tickets = (
+        "SELECT count(*) FROM dsar_ticket WHERE tenant = $1 AND received_at >= $2 "
+        "AND received_at < $3"
+    )
+    events = (
+        "SELECT count(*) FROM consent_event WHERE tenant = $1 AND occurred_at >= $2 "
+        "AND occurred_at < $3"
+    )
+
+    def d(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    two_years = (TENANT, d("2025-01-15"), d("2027-01-15"))
+    return [
+        (
+            "DSAR, 2 years (1,000,000 tickets), by regime and type",
+            "/v1/reports/dsar",
+            {"from": "2025-01-15", "to": "2027-01-15"},
+            tickets,
+            two_years,
+        ),
+        (
+            "DSAR, 2 years, by regime, type and policy",
+            "/v1/reports/dsar",
+            {"from": "2025-01-15", "to": "2027-01-15", "group_by": "regime,type,policy"},
+            tickets,
+            two_years,
+        ),
+        (
+            "DSAR, one quarter, by type",
+            "/v1/reports/dsar",
+            {"from": "2026-10-01", "to": "2027-01-01", "group_by": "type"},
+            tickets,
+            (TENANT, d("2026-10-01"), d("2027-01-01")),
+        ),
+        (
+            "CCPA metrics, 2026",
+            "/v1/reports/ccpa-metrics",
+            {"year": 2026},
+            tickets,
+            (TENANT, d("2026-01-01T08:00:00"), d("2027-01-01T08:00:00")),
+        ),
+        (
+            "consent, 1 year by day",
+            "/v1/reports/consent",
+            {"from": "2026-01-15", "to": "2027-01-15", "interval": "day"},
+            events,
+            (TENANT, d("2026-01-15"), d("2027-01-15")),
+        ),
+        (
+            "consent, 1 year by month",
+            "/v1/reports/consent",
+            {"from": "2026-01-15", "to": "2027-01-15", "interval": "month"},
+            events,
+            (TENANT, d("2026-01-15"), d("2027-01-15")),
+        ),
+        (
+            "breach register, all",
+            "/v1/reports/breaches",
+            {},
+            "SELECT count(*) FROM breach_incident WHERE tenant = $1",
+            (TENANT,),
+        ),
+    ]
+
+
+async def seed(client: httpx.AsyncClient, dsn: str, headers: dict[str, str], args: Any) -> None:
+    for body in (dict(SPOTRAK_EXAMPLE), ccpa_policy()):
+        r = await client.post("/v1/policies", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        await conn.execute(TICKETS_SQL, TENANT, NOW, args.tickets, EXPLANATION)
+        t_tickets = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await conn.execute(EVENTS_SQL, TENANT, NOW, args.events)
+        await conn.execute(STATES_SQL, TENANT)
+        t_events = time.perf_counter() - t0
+        await conn.execute(BREACHES_SQL, TENANT, NOW)
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    print(
+        f"seeded {args.tickets:,} tickets in {t_tickets:.1f} s, {args.events:,} consent "
+        f"events (+ states) in {t_events:.1f} s, 200 breach incidents"
+    )
+
+
+def ms(xs: list[float]) -> str:
+    return f"{min(xs) * 1000:,.0f} / {statistics.median(xs) * 1000:,.0f} ms"
 
 
 async def main() -> int:
@@ -198,18 +302,20 @@ async def main() -> int:
     ap.add_argument("--tickets", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the database (for --database)")
+    ap.add_argument("--database", help="an existing database seeded by a --keep run")
     args = ap.parse_args()
 
-    name = f"prapi_bench_reports_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(args.pg_admin)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    name = args.database or f"prapi_bench_reports_{uuid.uuid4().hex[:8]}"
+    if not args.database:
+        admin = await asyncpg.connect(args.pg_admin)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
     dsn = args.pg_admin.rsplit("/", 1)[0] + "/" + name
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    clock_now = datetime(2024, 1, 1, tzinfo=UTC)  # the policies' publication
     try:
         alembic_upgrade(url)
-        clock_now = NOW
         settings = Settings(
             database_url=url,
             auth_secret=SECRET,
@@ -227,87 +333,37 @@ async def main() -> int:
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://bench", timeout=120
             ) as client:
-                clock_now = datetime(2024, 1, 1, tzinfo=UTC)
-                gdpr = dict(SPOTRAK_EXAMPLE)
-                for body in (gdpr, ccpa_policy()):
-                    r = await client.post("/v1/policies", json=body, headers=headers)
-                    assert r.status_code == 201, r.text
+                if not args.database:
+                    await seed(client, dsn, headers, args)
                 clock_now = NOW
-
                 conn = await asyncpg.connect(dsn)
                 try:
-                    t0 = time.perf_counter()
-                    await conn.execute(TICKETS_SQL, TENANT, NOW, args.tickets, EXPLANATION)
-                    t_tickets = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    await conn.execute(EVENTS_SQL, TENANT, NOW, args.events)
-                    await conn.execute(STATES_SQL, TENANT)
-                    t_events = time.perf_counter() - t0
-                    await conn.execute(BREACHES_SQL, TENANT, NOW)
-                    await conn.execute("VACUUM ANALYZE")
                     version = await conn.fetchval("SHOW server_version")
+                    n = await conn.fetchval("SELECT count(*) FROM dsar_ticket")
+                    print(f"PostgreSQL {version}; {n:,} tickets; load {os.getloadavg()}")
+                    print()
+                    print(
+                        "| report | JSON best / median | CSV best / median | reference "
+                        "count(*) best / median | JSON median / reference |"
+                    )
+                    print("|---|---|---|---|---|")
+                    for case in cases():
+                        t = await timed(client, conn, case, headers, args.rounds)
+                        ratio = statistics.median(t["json"]) / statistics.median(t["ref"])
+                        print(
+                            f"| {case[0]} | {ms(t['json'])} | {ms(t['csv'])} | "
+                            f"{ms(t['ref'])} | {ratio:.1f} |",
+                            flush=True,
+                        )
+                    print(f"load {os.getloadavg()}")
                 finally:
                     await conn.close()
-                print(
-                    f"PostgreSQL {version}; seeded {args.tickets:,} tickets in "
-                    f"{t_tickets:.1f} s, {args.events:,} consent events (+ states) in "
-                    f"{t_events:.1f} s, 200 breach incidents"
-                )
-
-                cases = [
-                    (
-                        "DSAR, 2 years, by regime and type",
-                        "/v1/reports/dsar",
-                        {"from": "2025-01-15", "to": "2027-01-15"},
-                    ),
-                    (
-                        "DSAR, 2 years, by regime, type and policy",
-                        "/v1/reports/dsar",
-                        {
-                            "from": "2025-01-15",
-                            "to": "2027-01-15",
-                            "group_by": "regime,type,policy",
-                        },
-                    ),
-                    (
-                        "DSAR, one quarter, by type",
-                        "/v1/reports/dsar",
-                        {"from": "2026-10-01", "to": "2027-01-01", "group_by": "type"},
-                    ),
-                    ("CCPA metrics, 2026", "/v1/reports/ccpa-metrics", {"year": 2026}),
-                    (
-                        "consent, 1 year by day",
-                        "/v1/reports/consent",
-                        {"from": "2026-01-15", "to": "2027-01-15", "interval": "day"},
-                    ),
-                    (
-                        "consent, 1 year by month",
-                        "/v1/reports/consent",
-                        {"from": "2026-01-15", "to": "2027-01-15", "interval": "month"},
-                    ),
-                    ("breach register, all", "/v1/reports/breaches", {}),
-                ]
-                print()
-                print("| report | JSON best / median | CSV best / median | target |")
-                print("|---|---|---|---|")
-                for label, path, params in cases:
-                    await client.get(path, params=params, headers=headers)  # warm
-                    jb, jm, _ = await timed(client, path, params, headers, args.rounds)
-                    cb, cm, _ = await timed(
-                        client, path, params, {**headers, "Accept": "text/csv"}, args.rounds
-                    )
-                    worst = max(jm, cm)
-                    verdict = "met" if worst < 2 else "MISSED"
-                    print(
-                        f"| {label} | {jb * 1000:.0f} / {jm * 1000:.0f} ms | "
-                        f"{cb * 1000:.0f} / {cm * 1000:.0f} ms | < 2 s — {verdict} |"
-                    )
     finally:
-        if not args.keep:
+        if not args.keep and not args.database:
             admin = await asyncpg.connect(args.pg_admin)
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
-        else:
+        elif not args.database:
             print(f"kept database {name}")
     return 0
 

@@ -49,6 +49,7 @@ from app.rules.reporting import (
 KINDS = ("know", "delete", "correct", "opt_out", "limit")
 DENIAL_CODES = (*(c.value for c in RejectionReason), "unspecified")
 CCPA_REGIME = "ccpa_cpra"
+MIN_YEAR, MAX_YEAR = 1900, 9000  # far from datetime's and PostgreSQL's limits, offsets included
 # YYYY-MM-DD, or an ISO 8601 instant that must carry an offset ('Z' or ±HH:MM; a '+' that
 # arrived unencoded in a query string is a space, taken back as '+').
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -69,6 +70,8 @@ def parse_bound(value: str, name: str) -> datetime:
     """`from`/`to`: a date (UTC midnight) or an instant with an offset; a naive one is 422."""
     loc: list[str | int] = ["query", name]
     text = value.strip()
+    if text[:4].isdigit() and not MIN_YEAR <= int(text[:4]) <= MAX_YEAR:
+        raise ReportRangeInvalid.at(loc, f"a year from {MIN_YEAR} to {MAX_YEAR}")
     if _DATE.match(text):
         try:
             d = date.fromisoformat(text)

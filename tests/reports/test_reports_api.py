@@ -634,6 +634,8 @@ async def test_breach_register_lists_notices_due_sent_lateness_and_reasons(
         ({"from": "2027-01-01", "to": "2027-02-01T10:00"}, "to"),  # naive
         ({"from": "0.5", "to": "2027-02-01"}, "from"),
         ({"from": "2027-02-30", "to": "2027-03-01"}, "from"),
+        ({"from": "2027-01-01", "to": "9999-12-31T23:00:00-05:00"}, "to"),  # beyond the range
+        ({"from": "0001-01-01", "to": "2027-03-01"}, "from"),
     ],
 )
 async def test_bad_ranges_are_422_problems(
