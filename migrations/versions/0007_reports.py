@@ -1,7 +1,7 @@
 """reports: a DSAR rejection's reason code, and the index the reports read by
 
-Revision ID: 0006_reports
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 
 `dsar_ticket.status_reason_code` is set when a ticket is rejected (DESIGN §15; the CCPA
 regulations §7102(a) report counts denials by it). The reports (app/reports) select a
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_reports"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
