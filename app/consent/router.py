@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.consent.schemas import (
@@ -26,12 +26,12 @@ from app.consent.schemas import (
     ConsentReceipt,
 )
 from app.consent.service import ConsentService
-from app.core.deps import ConsentRead, ConsentWrite, check_write_limit, request_session
+from app.core.deps import ConsentRead, ConsentWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, model_response, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
-from app.core.routing import AppRoute, body_as, hot, principal
+from app.core.routing import AppRoute, hot
 from app.policies.schemas import KEY_PATTERN
 
 router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=AppRoute)
@@ -59,26 +59,6 @@ def _gpc(sec_gpc: str | None) -> bool:
     return sec_gpc is not None and sec_gpc.strip() == "1"
 
 
-async def _record_fast(request: Request) -> Response | None:
-    """`record_consent_event` without an Idempotency-Key (app/core/routing.py)."""
-    headers = request.headers
-    sec_gpc = headers.get("sec-gpc")
-    if "idempotency-key" in headers or (sec_gpc is not None and len(sec_gpc) > 8):
-        return None
-    who = principal(request, "consent:write")
-    if who is None:
-        return None
-    body = await body_as(request, ConsentEventIn)
-    if body is None:
-        return None
-    check_write_limit(request, who)
-    async with request_session(request) as session:
-        service = ConsentService(session, request.app.state.clock)
-        result = await service.record(who, body, _gpc(sec_gpc), None)
-    assert isinstance(result, ConsentEventCreated)  # a replay needs an Idempotency-Key
-    return created(result, f"/v1/consent-events/{result.id}")
-
-
 @router.post(
     "",
     status_code=201,
@@ -91,7 +71,7 @@ async def _record_fast(request: Request) -> Response | None:
     "with `honors_gpc` (listed in `gpc_applied`).",
     responses={**problems(409), **sends(201, location=True)},
 )
-@hot(_record_fast)
+@hot
 async def record_consent_event(
     body: ConsentEventIn,
     service: ServiceDep,

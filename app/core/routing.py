@@ -12,57 +12,69 @@ request, after several layers of middleware, exception wrapping and route matchi
 three hottest routes (record a consent event, read the current consent state, open a DSAR)
 that machinery was most of the request's CPU, more than the database round trip.
 
-A route declared with `@hot(handler)` (on a router whose `route_class` is `AppRoute`) is
-served first by `handler`, called by `HotPaths` (an ASGI layer just inside the request-context
-middleware, so request ids, access log, metrics, body limit and deadline all apply) for a
-request whose method and path match the declared route. The handler does what the declared
-dependencies would do for the ordinary case — the bearer token through the same cached
-verifier, the same scope check and write limiter, the body through the same pydantic model,
-the same service method — or returns None, having changed nothing, for anything else: no or
-a bad token, a missing scope, a body the model rejects, a header or query parameter it does
-not handle. FastAPI then serves the request exactly as declared (the body replayed), so every
-error response of validation or auth comes from one code path, and the OpenAPI document is the
-declared route's. An exception the handler raises (a domain error, a database outage) is
-answered by the app's own exception handlers, as FastAPI would. `FAST_PATHS=false` turns this
-off (the equivalence tests run both ways).
+An endpoint marked `@hot` (on a router whose `route_class` is `AppRoute`) is also served by
+`HotPaths`, an ASGI layer just inside the request-context middleware (request ids, access
+log, metrics, body limit and deadline all apply), for a request whose method and path match
+the declared route. There is no second handler: `HotRoute` is compiled once from the declared
+route's own dependant — its path, query, header and cookie parameters, its body model, its
+dependencies (the security dependency with its scopes, the service factory that yields the
+service) — and binds a request in two phases:
+
+1. bind: the JSON body through the route's body field, every parameter through its field
+   (`request_params_to_args` / `request_body_to_args`, the functions FastAPI's solver
+   applies), then the plain (non-generator) dependencies, innermost first. Any failure here
+   — a parameter or body the fields refuse, no or a bad token, a missing scope, a body that
+   is not plain JSON — changes nothing: the request falls through to FastAPI, which answers
+   exactly as declared (the body replayed), so every validation and auth error comes from one
+   code path. Plain dependencies must therefore be safe to run twice when a later step fails
+   (authentication is; the write limiter runs last and a refused check takes no token).
+2. serve: the generator dependencies (the session and the service) are entered, the declared
+   endpoint is called with the bound values, and its result is answered as FastAPI answers
+   it (a Response as is; anything else serialised through the route's response field and
+   class). An exception raised here is answered by the app's exception handlers through
+   Starlette's own `ExceptionMiddleware` (its lookup, not a copy of it).
+
+A route `HotRoute` cannot bind (a sync or generator-of-generator dependency, background
+tasks, security scopes, a form body) is refused when the route is declared, and a request is
+left to FastAPI whenever the app has `dependency_overrides`. `FAST_PATHS=false` turns the
+layer off (the equivalence tests run both ways; tests/hardening/test_fast_paths.py).
 """
 
 from __future__ import annotations
 
+import email.message
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.params import Form
+from fastapi.routing import APIRoute, serialize_response
+from fastapi.utils import is_body_allowed_for_status_code
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.deps import authenticate
-from app.core.errors import DomainError, InvalidCharacter
-from app.core.security import Principal
-
-FastHandler = Callable[[Request], Awaitable[Response | None]]
-_HANDLERS: dict[Callable[..., Any], FastHandler] = {}
-# (method, declared route, its handler) for every hot route, in declaration order
-_HOT_ROUTES: list[tuple[str, APIRoute, FastHandler]] = []
+from app.core.errors import InvalidCharacter
 
 F = TypeVar("F", bound=Callable[..., Any])
-M = TypeVar("M", bound=BaseModel)
+_HOT: set[Callable[..., Any]] = set()
+# (method, declared route, its binding) for every hot route, in declaration order
+_HOT_ROUTES: list[tuple[str, APIRoute, HotRoute]] = []
+_NOT_BOUND = object()
 
 
-def hot(handler: FastHandler) -> Callable[[F], F]:
-    """Marks an endpoint as served first by `handler` (see the module docstring)."""
-
-    def mark(endpoint: F) -> F:
-        _HANDLERS[endpoint] = handler
-        return endpoint
-
-    return mark
+def hot(endpoint: F) -> F:
+    """Marks an endpoint as served by `HotPaths` when its request binds (module docstring)."""
+    _HOT.add(endpoint)
+    return endpoint
 
 
 class AppRequest(Request):
@@ -105,13 +117,261 @@ def nul_location(data: Any) -> list[str | int] | None:
     return None
 
 
+def _is_async_gen(call: Any) -> bool:
+    return inspect.isasyncgenfunction(call) or inspect.isasyncgenfunction(
+        getattr(call, "__call__", None)  # noqa: B004
+    )
+
+
+def _is_coroutine(call: Any) -> bool:
+    if inspect.isclass(call):
+        return False
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+        getattr(call, "__call__", None)  # noqa: B004
+    )
+
+
+@dataclass(slots=True)
+class _Params:
+    """What one dependant level binds from the request itself."""
+
+    path: list[Any]
+    query: list[Any]
+    header: list[Any]
+    cookie: list[Any]
+    request_name: str | None
+    connection_name: str | None
+    response_name: str | None
+
+    @classmethod
+    def of(cls, dependant: Dependant, where: str) -> _Params:
+        unsupported = [
+            what
+            for what, name in (
+                ("background tasks", dependant.background_tasks_param_name),
+                ("security scopes", dependant.security_scopes_param_name),
+                ("a websocket", dependant.websocket_param_name),
+            )
+            if name is not None
+        ]
+        if unsupported:
+            raise TypeError(f"{where}: a hot route cannot bind {', '.join(unsupported)}")
+        return cls(
+            list(dependant.path_params),
+            list(dependant.query_params),
+            list(dependant.header_params),
+            list(dependant.cookie_params),
+            dependant.request_param_name,
+            dependant.http_connection_param_name,
+            dependant.response_param_name,
+        )
+
+    def bind(self, request: Request, response: Response, values: dict[str, Any]) -> bool:
+        """Adds this level's parameters to `values`; False when a field refuses its value."""
+        for fields, received in (
+            (self.path, request.path_params),
+            (self.query, request.query_params),
+            (self.header, request.headers),
+            (self.cookie, request.cookies),
+        ):
+            if fields:
+                bound, errors = request_params_to_args(fields, received)
+                if errors:
+                    return False
+                values.update(bound)
+        if self.request_name is not None:
+            values[self.request_name] = request
+        if self.connection_name is not None:
+            values[self.connection_name] = request
+        if self.response_name is not None:
+            values[self.response_name] = response
+        return True
+
+
+@dataclass(slots=True)
+class _Dependency:
+    name: str | None
+    call: Callable[..., Any]
+    params: _Params
+    needs: list[_Dependency]
+    generator: bool
+    use_cache: bool
+
+
+def _compile(dependant: Dependant, where: str) -> list[_Dependency]:
+    """The dependant's dependencies as a tree the binder walks; refuses what it cannot bind."""
+    out: list[_Dependency] = []
+    for sub in dependant.dependencies:
+        call = sub.call
+        name = f"{where} → {getattr(call, '__name__', type(call).__name__)}"
+        if call is None or sub.body_params:
+            raise TypeError(f"{name}: a hot route's dependencies cannot read the body")
+        generator = _is_async_gen(call)
+        if not generator and not _is_coroutine(call):
+            raise TypeError(f"{name}: a hot route's dependencies must be async")
+        needs = _compile(sub, name)
+        if any(n.generator for n in needs):
+            raise TypeError(f"{name}: a hot route's dependency cannot need a generator")
+        out.append(
+            _Dependency(sub.name, call, _Params.of(sub, name), needs, generator, sub.use_cache)
+        )
+    return out
+
+
+@dataclass(slots=True)
+class _Bound:
+    """A request bound by `HotRoute.bind`: the values for the endpoint so far, the generator
+    dependencies still to enter, and the response whose headers a `Response` parameter set."""
+
+    values: dict[str, Any]
+    cache: dict[Any, Any]
+    response: Response
+    generators: list[tuple[_Dependency, dict[str, Any]]] = field(default_factory=list)
+
+
+class HotRoute:
+    """The declared route's dependant, compiled for `HotPaths` (module docstring)."""
+
+    def __init__(self, route: APIRoute) -> None:
+        where = f"{sorted(route.methods or ())} {route.path}"
+        dependant = route.dependant
+        body_field = route.body_field
+        if body_field is not None and isinstance(body_field.field_info, Form):
+            raise TypeError(f"{where}: a hot route's body must be JSON")
+        self.route = route
+        self.endpoint = dependant.call
+        self.params = _Params.of(dependant, where)
+        self.body_params = list(dependant.body_params)
+        self.embed_body = bool(getattr(route, "_embed_body_fields", False))
+        self.dependencies = _compile(dependant, where)
+        response_class = route.response_class
+        self.default_response_class = isinstance(response_class, DefaultPlaceholder)
+        self.response_class: type[Response] = (
+            response_class.value
+            if isinstance(response_class, DefaultPlaceholder)
+            else response_class
+        )
+
+    async def bind(self, request: Request) -> _Bound | None:
+        """Phase 1 (module docstring): the bound request, or None having changed nothing."""
+        response = Response()
+        del response.headers["content-length"]
+        response.status_code = None  # type: ignore[assignment]
+        bound = _Bound({}, {}, response)
+        if self.body_params:
+            body = await _json_body(request)
+            if body is _NOT_BOUND:
+                return None
+            values, errors = await request_body_to_args(self.body_params, body, self.embed_body)
+            if errors:
+                return None
+            bound.values.update(values)
+        if not self.params.bind(request, response, bound.values):
+            return None
+        try:
+            if not await self._solve(self.dependencies, request, bound, bound.values):
+                return None
+        except Exception:  # the declared route meets (and answers) the same error
+            return None
+        return bound
+
+    async def _solve(
+        self,
+        dependencies: list[_Dependency],
+        request: Request,
+        bound: _Bound,
+        into: dict[str, Any],
+    ) -> bool:
+        for dep in dependencies:
+            if dep.use_cache and dep.call in bound.cache:
+                if dep.name is not None:
+                    into[dep.name] = bound.cache[dep.call]
+                continue
+            values: dict[str, Any] = {}
+            if not dep.params.bind(request, bound.response, values):
+                return False
+            if not await self._solve(dep.needs, request, bound, values):
+                return False
+            if dep.generator:  # entered in phase 2 (only at the top level: _compile)
+                bound.generators.append((dep, values))
+                continue
+            solved = await dep.call(**values)
+            if dep.use_cache:
+                bound.cache[dep.call] = solved
+            if dep.name is not None:
+                into[dep.name] = solved
+        return True
+
+    async def serve(self, request: Request, bound: _Bound) -> Response:
+        """Phase 2 (module docstring): the generator dependencies, the endpoint, the answer."""
+        async with AsyncExitStack() as stack:
+            for dep, values in bound.generators:
+                solved = await stack.enter_async_context(asynccontextmanager(dep.call)(**values))
+                if dep.name is not None:
+                    bound.values[dep.name] = solved
+            raw = await self.endpoint(**bound.values)  # type: ignore[misc]
+        if isinstance(raw, Response):
+            return raw
+        return await self._answer(raw, bound.response)
+
+    async def _answer(self, raw: Any, sub: Response) -> Response:
+        """A returned value answered as FastAPI answers it (fastapi.routing.get_request_handler)."""
+        route = self.route
+        dump_json = route.response_field is not None and self.default_response_class
+        content = await serialize_response(
+            field=route.response_field,
+            response_content=raw,
+            include=route.response_model_include,
+            exclude=route.response_model_exclude,
+            by_alias=route.response_model_by_alias,
+            exclude_unset=route.response_model_exclude_unset,
+            exclude_defaults=route.response_model_exclude_defaults,
+            exclude_none=route.response_model_exclude_none,
+            dump_json=dump_json,
+        )
+        args: dict[str, Any] = {}
+        status = sub.status_code or route.status_code
+        if status is not None:
+            args["status_code"] = status
+        if dump_json:
+            response = Response(content=content, media_type="application/json", **args)
+        else:
+            response = self.response_class(content, **args)
+        if not is_body_allowed_for_status_code(response.status_code):
+            response.body = b""
+        response.headers.raw.extend(sub.headers.raw)
+        return response
+
+
+async def _json_body(request: Request) -> Any:
+    """The body parsed as FastAPI parses a JSON body, or `_NOT_BOUND` for anything else (no
+    body, another media type, malformed JSON, U+0000, a client gone): the declared route
+    meets the same body and answers for it."""
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return _NOT_BOUND
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() != "application" or not (
+        subtype == "json" or subtype.endswith("+json")
+    ):
+        return _NOT_BOUND
+    try:
+        if not await request.body():
+            return _NOT_BOUND
+        return await request.json()
+    except (ClientDisconnect, ValueError, RecursionError, InvalidCharacter):
+        return _NOT_BOUND
+
+
 class AppRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        fast = _HANDLERS.get(endpoint)
-        if fast is not None:
+        if endpoint in _HOT:
+            binding = HotRoute(self)
             for method in sorted(self.methods or ()):
-                _HOT_ROUTES.append((method, self, fast))
+                _HOT_ROUTES.append((method, self, binding))
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         declared = super().get_route_handler()
@@ -122,64 +382,65 @@ class AppRoute(APIRoute):
         return handler
 
 
+_BOUND = "app.hot_bound"
+
+
 class HotPaths:
-    """The ASGI layer that offers a request to its hot route's handler first (module
-    docstring). Added as the innermost user middleware, with the FastAPI app."""
+    """The ASGI layer that serves a hot route's request when it binds (module docstring).
+    Added as the innermost user middleware, with the FastAPI app."""
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app
         self.api = api
+        # FastAPI gives 500 and Exception to the outermost layer, the rest to the
+        # ExceptionMiddleware around its router: the same split for the hot routes.
+        handlers: Mapping[Any, Any] = {
+            k: v for k, v in api.exception_handlers.items() if k not in (500, Exception)
+        }
+        self.serving = ExceptionMiddleware(self._serve, handlers=handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.api.state.settings.fast_paths:
+        if (
+            scope["type"] == "http"
+            and self.api.state.settings.fast_paths
+            and not self.api.dependency_overrides
+        ):
             hit = _match(scope)
             if hit is not None:
-                fast, child_scope = hit
+                binding, child_scope = hit
                 scope.update(child_scope)  # route (its template names the access log line), params
                 request = AppRequest(scope, receive)
-                try:
-                    response = await fast(request)
-                except Exception as exc:
-                    response = await self._answer(request, exc)
-                if response is not None:
-                    await response(scope, receive, send)
+                bound = await binding.bind(request)
+                if bound is not None:
+                    scope[_BOUND] = (binding, request, bound)
+                    await self.serving(scope, receive, send)
                     return
                 receive = _replaying(request.received, receive)
         await self.app(scope, receive, send)
 
-    async def _answer(self, request: Request, exc: Exception) -> Response:
-        """The app's exception handler for `exc`, looked up as Starlette does (status code
-        first for HTTP exceptions, then the class hierarchy); none → raised on."""
-        handlers = self.api.exception_handlers
-        handler = None
-        if isinstance(exc, StarletteHTTPException):
-            handler = handlers.get(exc.status_code)
-        if handler is None:
-            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
-        if handler is None:
-            raise exc
-        response = handler(request, exc)
-        if inspect.isawaitable(response):
-            response = await response
-        return response
+    @staticmethod
+    async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
+        binding, request, bound = scope.pop(_BOUND)
+        response = await binding.serve(request, bound)
+        await response(scope, receive, send)
 
 
-def _match(scope: Scope) -> tuple[FastHandler, Scope] | None:
+def _match(scope: Scope) -> tuple[HotRoute, Scope] | None:
     """The hot route for this request, by the route's own matching (path, root path and
     parameter conversion as the router does it), with the scope it adds."""
     method = scope["method"]
-    for wanted, route, fast in _HOT_ROUTES:
+    for wanted, route, binding in _HOT_ROUTES:
         if wanted != method:
             continue
         match, child_scope = route.matches(scope)
         if match is Match.FULL:
-            return fast, child_scope
+            return binding, child_scope
     return None
 
 
 def _replaying(body: bytes | None, receive: Receive) -> Receive:
-    """`receive` for the declared route after a hot handler read the body: the body again,
-    then whatever the server sends next (a disconnect)."""
+    """`receive` for the declared route after the binder read the body: the body again, then
+    whatever the server sends next (a disconnect)."""
     if body is None:
         return receive
     pending = True
@@ -192,45 +453,3 @@ def _replaying(body: bytes | None, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def principal(request: Request, *scopes: str) -> Principal | None:
-    """`deps.authenticate` for a hot handler: None instead of a 401/403 (the declared route
-    then answers). Writes then call `check_write_limit`, whose 429 is raised from the handler
-    after authentication, as the declared dependency raises it."""
-    authorization = request.headers.get("authorization")
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        return authenticate(request, token, *scopes)
-    except DomainError:
-        return None
-
-
-def json_content(request: Request) -> bool:
-    """True when the body is declared as plain `application/json` (anything else is left to
-    FastAPI's own content-type handling)."""
-    content_type = request.headers.get("content-type")
-    if content_type is None:
-        return False
-    return content_type.partition(";")[0].strip().lower() == "application/json"
-
-
-async def body_as(request: Request, model: type[M]) -> M | None:
-    """The JSON body validated by `model` as FastAPI validates a body parameter (parsed by
-    `Request.json()`, then validated from Python objects), or None when either step fails."""
-    if not json_content(request):
-        return None
-    try:
-        await request.body()
-    except ClientDisconnect:
-        return None  # nothing was read: the declared route meets the same disconnect
-    try:
-        # a body refused here is replayed to the declared route, which parses it again and
-        # answers with its own problem
-        return model.model_validate(await request.json())
-    except (ValueError, RecursionError, ValidationError):
-        return None

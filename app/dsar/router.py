@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import DsarRead, DsarWrite, check_write_limit, request_session
+from app.core.deps import DsarRead, DsarWrite, request_session
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
-from app.core.routing import AppRoute, body_as, hot, principal
+from app.core.routing import AppRoute, hot
 from app.dsar.models import DsarStatus
 from app.dsar.schemas import (
     DsarCreate,
@@ -58,28 +58,6 @@ def _etag(response: Response, ticket: DsarOut) -> DsarOut:
     return ticket
 
 
-async def _create_fast(request: Request) -> Response | None:
-    """`create_dsar` without an Idempotency-Key (app/core/routing.py)."""
-    if "idempotency-key" in request.headers:
-        return None
-    who = principal(request, "dsar:write")
-    if who is None:
-        return None
-    body = await body_as(request, DsarCreate)
-    if body is None:
-        return None
-    check_write_limit(request, who)
-    async with request_session(request) as session:
-        service = DsarService(
-            session,
-            request.app.state.clock,
-            timedelta(days=request.app.state.settings.due_soon_days),
-        )
-        result = await service.create(who, body, None)
-    assert isinstance(result, DsarOut)  # a replay needs an Idempotency-Key
-    return created(result, f"/v1/dsars/{result.id}", result.version)
-
-
 @router.post(
     "",
     status_code=201,
@@ -90,7 +68,7 @@ async def _create_fast(request: Request) -> Response | None:
     "acknowledgement and due dates, with their explanation.",
     responses={**problems(), **sends(201, etag=True, location=True)},
 )
-@hot(_create_fast)
+@hot
 async def create_dsar(
     body: DsarCreate,
     service: ServiceDep,

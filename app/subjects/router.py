@@ -21,7 +21,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.consent.schemas import SubjectConsents
-from app.consent.service import ConsentService
 from app.core.deps import (
     ConsentRead,
     SubjectErase,
@@ -30,7 +29,7 @@ from app.core.deps import (
 )
 from app.core.instants import Instant
 from app.core.openapi import model_response, problems
-from app.core.routing import AppRoute, hot, principal
+from app.core.routing import AppRoute, hot
 from app.core.subject_id import SUBJECT_ID_MAX, SUBJECT_ID_RULES
 from app.policies.schemas import KEY_PATTERN
 from app.subjects.service import SubjectExport as SubjectExportOut
@@ -57,21 +56,6 @@ SubjectId = Annotated[
 ]
 
 
-async def _consents_fast(request: Request) -> Response | None:
-    """`get_subject_consents` without query parameters (app/core/routing.py)."""
-    subject_id = request.path_params.get("subject_id")
-    if request.scope["query_string"] or not isinstance(subject_id, str):
-        return None
-    if not 1 <= len(subject_id) <= SUBJECT_ID_MAX:
-        return None
-    who = principal(request, "consent:read")
-    if who is None:
-        return None
-    async with request_session(request) as session:
-        service = ConsentService(session, request.app.state.clock)
-        return model_response(await service.consents(who, subject_id, None, None))
-
-
 @router.get(
     "/{subject_id:subject_id}/consents",
     response_model=SubjectConsents,
@@ -83,7 +67,7 @@ async def _consents_fast(request: Request) -> Response | None:
     f"Subject ids: {SUBJECT_ID_RULES}",
     responses=problems(),
 )
-@hot(_consents_fast)
+@hot
 async def get_subject_consents(
     subject_id: SubjectId,
     service: ServiceDep,

@@ -220,7 +220,7 @@ async def test_opening_a_dsar_answers_alike(tenants: Tenants, case: str) -> None
     assert fast == declared
 
 
-async def test_the_fast_handlers_take_the_ordinary_requests_and_leave_the_rest(
+async def test_the_binder_takes_what_it_binds_and_leaves_the_rest(
     client: httpx.AsyncClient, clock: MutableClock, tenant: str, solver_calls: list[int]
 ) -> None:
     auth = auth_headers(tenant)
@@ -232,30 +232,40 @@ async def test_the_fast_handlers_take_the_ordinary_requests_and_leave_the_rest(
     after_setup = solver_calls[0]
     assert after_setup >= 1  # the policy route is not a hot one
 
-    ordinary = [
+    # every parameter the declared routes declare is bound: headers, query, body, token
+    bound = [
         await client.post("/v1/consent-events", headers=auth, json=event()),
         await client.post(
             "/v1/consent-events", headers={**auth, "Sec-GPC": "1"}, json=event(subject_id="g")
         ),
-        await client.get("/v1/subjects/user-42/consents", headers=auth),
-        await client.post("/v1/dsars", headers=auth, json=dsar()),
-    ]
-    assert [r.status_code for r in ordinary] == [201, 201, 200, 201]
-    assert solver_calls[0] == after_setup  # none went through FastAPI's solver
-
-    left = [
-        await client.post("/v1/consent-events", headers=auth, json=event(purpose=7)),
         await client.post(
             "/v1/consent-events", headers={**auth, "Idempotency-Key": "a"}, json=event()
         ),
+        await client.get("/v1/subjects/user-42/consents", headers=auth),
         await client.get("/v1/subjects/user-42/consents?as_of=2027-03-02T00:00:00Z", headers=auth),
+        await client.get("/v1/subjects/user-42/consents?policy_key=spotrak", headers=auth),
+        await client.post("/v1/dsars", headers=auth, json=dsar()),
+    ]
+    assert [r.status_code for r in bound] == [201, 201, 201, 200, 200, 200, 201]
+    assert solver_calls[0] == after_setup  # none went through FastAPI's solver
+    # a domain error raised by the service is answered by the app's handlers, on the hot path
+    refused = await client.post("/v1/consent-events", headers=auth, json=event(purpose="nope"))
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "consent_unknown_purpose"
+    assert solver_calls[0] == after_setup
+
+    left = [
+        await client.post("/v1/consent-events", headers=auth, json=event(purpose=7)),
+        await client.post("/v1/consent-events", headers={**auth, "Sec-GPC": "1" * 9}, json=event()),
+        await client.get("/v1/subjects/user-42/consents?as_of=yesterday", headers=auth),
+        await client.get("/v1/subjects/user-42/consents"),
         await client.post(
             "/v1/dsars",
             headers={"Authorization": f"Bearer {token_for(tenant, ['dsar:read'])}"},
             json=dsar(),
         ),
     ]
-    assert [r.status_code for r in left] == [422, 201, 200, 403]
+    assert [r.status_code for r in left] == [422, 422, 422, 401, 403]
     assert solver_calls[0] == after_setup + len(left)
 
 
