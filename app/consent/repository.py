@@ -39,15 +39,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.models import AuditEntry
+from app.audit import trail
 from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
-from app.core import rawpg
+from app.core import idempotency
 from app.core.db import is_postgres
-from app.core.idempotency import IdempotencyRecord
-from app.core.rawpg import raw_pool
-from app.events.models import OutboxEvent
+from app.core.idempotency import IdempotencyRecord, Idempotent
+from app.core.uow import UnitOfWork
+from app.events import outbox
 from app.policies.cache import PURPOSES, PurposeRow
 from app.policies.models import PolicyVersion
 
@@ -82,11 +81,9 @@ class NewEvent:
 
 @dataclass(slots=True)
 class IdemRow:
-    """The idempotency record written in the same statement as the event (PostgreSQL)."""
+    """The key's stored answer, written in the same statement as the event."""
 
-    operation: str
-    key: str
-    request_hash: str
+    idem: Idempotent
     status_code: int
     body: dict[str, Any]
     location: str | None
@@ -165,33 +162,38 @@ st AS (
     RETURNING cs.event_id
 )"""
 
-_PG_IDEM = """
-idem AS (
-    INSERT INTO idempotency_record (tenant, operation, key, request_hash, status_code,
-        response_body, location, created_at)
-    SELECT :tenant, :i_operation, :i_key, :i_hash, :i_status,
-        jsonb_set(CAST(:i_body AS jsonb), '{became_current}',
-                  to_jsonb(EXISTS (SELECT 1 FROM st WHERE st.event_id = :i_event))),
-        :i_location, :recorded_at
-)"""
-
-_PG_AUDIT = """
-au AS (
-    INSERT INTO audit_entry (tenant, at, actor, action, object_type, object_id, data)
-    SELECT :tenant, :recorded_at, :actor, 'consent.recorded', 'consent_event',
-        a.doc ->> 'id', a.doc -> 'data'
-    FROM jsonb_array_elements(CAST(:audit AS jsonb)) WITH ORDINALITY AS a(doc, n)
-    ORDER BY a.n
-)"""
-
-_PG_OUTBOX = """
-ob AS (
-    INSERT INTO outbox_event (tenant, type, data, created_at)
-    SELECT :tenant, 'consent.changed', o.doc -> 'data', :recorded_at
-    FROM jsonb_array_elements(CAST(:outbox AS jsonb)) WITH ORDINALITY AS o(doc, n)
-    WHERE CAST(o.doc ->> 'event_id' AS uuid) IN (SELECT event_id FROM st)
-    ORDER BY o.n
-)"""
+# The other tables' parts come from their owners (each table's row is written in one module).
+_PG_IDEM = idempotency.insert_cte(
+    "idem",
+    tenant=":tenant",
+    at=":recorded_at",
+    # the stored answer's `became_current` is the outcome of the flagged event
+    response_body="jsonb_set("
+    + idempotency.STORED_BODY
+    + ", '{became_current}', to_jsonb(EXISTS (SELECT 1 FROM st WHERE st.event_id = :i_event)))",
+)
+_PG_AUDIT = trail.insert_cte(
+    "au",
+    tenant=":tenant",
+    at=":recorded_at",
+    actor=":actor",
+    action="'consent.recorded'",
+    object_type="'consent_event'",
+    object_id="a.doc ->> 'id'",
+    data="a.doc -> 'data'",
+    source="jsonb_array_elements(CAST(:audit AS jsonb)) WITH ORDINALITY AS a(doc, n)",
+    order_by="a.n",
+)
+_PG_OUTBOX = outbox.insert_cte(
+    "ob",
+    tenant=":tenant",
+    type="consent.changed",
+    data="o.doc -> 'data'",
+    at=":recorded_at",
+    source="jsonb_array_elements(CAST(:outbox AS jsonb)) WITH ORDINALITY AS o(doc, n)",
+    where="CAST(o.doc ->> 'event_id' AS uuid) IN (SELECT event_id FROM st)",
+    order_by="o.n",
+)
 
 _PG_APPEND = text(
     f"WITH {_PG_EVENTS},{_PG_STATES},{_PG_AUDIT},{_PG_OUTBOX}\nSELECT event_id FROM st"
@@ -235,9 +237,10 @@ class StateRow(NamedTuple):
 
 
 class ConsentRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.is_pg = is_postgres(session)
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.session = uow.session
+        self.is_pg = is_postgres(self.session)
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -310,19 +313,11 @@ class ConsentRepository:
         if idem is not None:
             stmt = _PG_APPEND_IDEM
             params.update(
-                i_operation=idem.operation,
-                i_key=idem.key,
-                i_hash=idem.request_hash,
-                i_status=idem.status_code,
-                i_body=_json(idem.body),
-                i_location=idem.location,
+                idem.idem.cte_params(idem.status_code, _json(idem.body), idem.location),
                 i_event=idem.current_flag_for,
             )
-        pool = raw_pool(self.session) if idem is None else None
-        if pool is not None:  # one statement, its own transaction (app/core/rawpg.py)
-            return {r[0] for r in await rawpg.fetch(pool, stmt, params)}
-        rows = await self.session.execute(stmt, params)
-        return {r[0] for r in rows}
+        # the whole write: alone on the bare pool unless the unit holds the key's lock
+        return {r[0] for r in await self.uow.execute_alone(stmt, params)}
 
     async def _append_sqlite(
         self,
@@ -385,52 +380,33 @@ class ConsentRepository:
         )
         rows = await self.session.execute(stmt.returning(ConsentState.event_id))
         current = {r[0] for r in rows}
-        await self.session.execute(
-            insert(AuditEntry).values(
-                [
-                    {
-                        "tenant": tenant,
-                        "at": recorded_at,
-                        "actor": actor,
-                        "action": "consent.recorded",
-                        "object_type": "consent_event",
-                        "object_id": str(e.id),
-                        "data": audit_data(e),
-                    }
-                    for e in events
-                ]
-            )
-        )
-        changed = [e for e in top if e.id in current]
-        if changed:
-            await self.session.execute(
-                insert(OutboxEvent).values(
-                    [
-                        {
-                            "tenant": tenant,
-                            "type": "consent.changed",
-                            "data": changed_data(e),
-                            "created_at": recorded_at,
-                        }
-                        for e in changed
-                    ]
+        await trail.record_many(
+            self.session,
+            [
+                trail.entry(
+                    tenant=tenant,
+                    actor=actor,
+                    action="consent.recorded",
+                    object_type="consent_event",
+                    object_id=e.id,
+                    data=audit_data(e),
+                    at=recorded_at,
                 )
-            )
+                for e in events
+            ],
+        )
+        await outbox.emit_many(
+            self.session,
+            [
+                outbox.row(tenant, "consent.changed", changed_data(e), recorded_at)
+                for e in top
+                if e.id in current
+            ],
+        )
         if idem is not None:
             body = dict(idem.body)
             body["became_current"] = idem.current_flag_for in current
-            self.session.add(
-                IdempotencyRecord(
-                    tenant=tenant,
-                    operation=idem.operation,
-                    key=idem.key,
-                    request_hash=idem.request_hash,
-                    status_code=idem.status_code,
-                    response_body=body,
-                    location=idem.location,
-                    created_at=recorded_at,
-                )
-            )
+            idem.idem.remember(idem.status_code, body, idem.location, recorded_at)
             await self.session.flush()
         return current
 
@@ -458,9 +434,21 @@ class ConsentRepository:
         pool, or only the subject's rows when the tenant's purposes are cached
         (policies.cache.PURPOSES). States come as rows with policy_key, purpose, state, since,
         expires_at and event_id."""
-        pool = raw_pool(self.session)
         cached = PURPOSES.get(tenant) if policy_key is None else None
-        if pool is None:
+        records = None
+        if self.is_pg and cached is not None:
+            # the subject's rows only: the same query as a bare endpoint's
+            records = await self.uow.read(
+                _PG_STATES_OF_SUBJECT, {"tenant": tenant, "subject_id": subject_id}
+            )
+            if records is not None:
+                return list(cached), [StateRow(*r) for r in records]
+        elif self.is_pg:
+            records = await self.uow.read(
+                _PG_PURPOSES_AND_STATES,
+                {"tenant": tenant, "subject_id": subject_id, "policy_key": policy_key},
+            )
+        if records is None:  # through the session
             if cached is not None:
                 rows = list(cached)
             else:
@@ -468,16 +456,6 @@ class ConsentRepository:
                 if policy_key is None:
                     PURPOSES.put(tenant, rows)
             return rows, await self.states(tenant, subject_id, policy_key)
-        if cached is not None:  # the subject's rows only: the same query as a bare endpoint's
-            records = await rawpg.fetch(
-                pool, _PG_STATES_OF_SUBJECT, {"tenant": tenant, "subject_id": subject_id}
-            )
-            return list(cached), [StateRow(*r) for r in records]
-        records = await rawpg.fetch(
-            pool,
-            _PG_PURPOSES_AND_STATES,
-            {"tenant": tenant, "subject_id": subject_id, "policy_key": policy_key},
-        )
         versions: list[PurposeRow] = []
         states: list[StateRow] = []
         for r in records:

@@ -26,7 +26,7 @@ from app.consent.schemas import (
     ConsentReceipt,
 )
 from app.consent.service import ConsentService
-from app.core.deps import ConsentRead, ConsentWrite, request_session
+from app.core.deps import ConsentRead, ConsentWrite, request_uow
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, model_response, problems, sends
@@ -39,8 +39,8 @@ router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=Ap
 
 async def get_service(request: Request) -> AsyncIterator[ConsentService]:
     # one dependency for session and clock: the hottest routes resolve as few as possible
-    async with request_session(request) as session:
-        yield ConsentService(session, request.app.state.clock)
+    async with request_uow(request) as uow:
+        yield ConsentService(uow, request.app.state.clock)
 
 
 ServiceDep = Annotated[ConsentService, Depends(get_service)]

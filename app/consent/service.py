@@ -45,6 +45,7 @@ from app.core.idempotency import as_sent, idempotent
 from app.core.ids import new_id as new_event_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
+from app.core.uow import UnitOfWork
 from app.policies.cache import VersionSnapshot, in_force, version_in_force
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService, UnknownPolicy
@@ -144,9 +145,10 @@ def _lapse(occurred_at: datetime, value: int, unit: str, tz: str) -> datetime:
 
 
 class ConsentService:
-    def __init__(self, session: Any, clock: Clock) -> None:
-        self.session = session
-        self.repo = ConsentRepository(session)
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self.uow = uow
+        self.session = uow.session
+        self.repo = ConsentRepository(uow)
         self.clock = clock
 
     # ---- record ---------------------------------------------------------------------------
@@ -239,17 +241,14 @@ class ConsentService:
             row = None
             if idem.key is not None:
                 row = IdemRow(
-                    operation="recordConsentEvent",
-                    key=idem.key,
-                    request_hash=idem.request_hash,
+                    idem=idem,
                     status_code=201,
                     body=created.model_dump(mode="json"),
                     location=location,
                     current_flag_for=main.id,
                 )
             current = await self.repo.append(who.tenant, who.sub, now, events, row)
-            if self.session.in_transaction():  # not when the bare pool took the write
-                await self.session.commit()
+            await self.uow.commit()
             created.became_current = main.id in current
             return created
 
@@ -324,7 +323,7 @@ class ConsentService:
             if idem.key is not None:
                 idem.remember(200, out.model_dump(mode="json"), None, at=now)
                 await self.session.flush()
-            await self.session.commit()
+            await self.uow.commit()
             return out
 
     def _parse_item(self, i: int, item: Any, now: datetime) -> ConsentEventIn | dict[str, Any]:

@@ -7,7 +7,7 @@ The engine is built in the app's lifespan, never at import.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,3 +132,30 @@ async def take_write_lock(session: AsyncSession, table: str) -> None:
     later. PostgreSQL needs nothing: its writers lock rows. `table` is any table of ours."""
     if not is_postgres(session):
         await session.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0"))
+
+
+def insert_cte(
+    name: str,
+    table: str,
+    columns: Sequence[str],
+    select: Mapping[str, str],
+    *,
+    source: str | None = None,
+    where: str | None = None,
+    order_by: str | None = None,
+) -> str:
+    """`name AS (INSERT INTO table (columns) SELECT … [FROM source] [WHERE] [ORDER BY])`: one
+    table's INSERT as a part of a PostgreSQL statement composed of several (a data-modifying
+    CTE). The table's module owns `columns` and builds `select` (an SQL expression for each
+    column) from its own arguments, so the shape of the row is written once, there."""
+    if set(select) != set(columns):
+        raise ValueError(f"{table}: values for {sorted(select)}, columns {sorted(columns)}")
+    sql = f"{name} AS (\n    INSERT INTO {table} ({', '.join(columns)})\n"
+    sql += f"    SELECT {', '.join(select[c] for c in columns)}"
+    if source is not None:
+        sql += f"\n    FROM {source}"
+    if where is not None:
+        sql += f"\n    WHERE {where}"
+    if order_by is not None:
+        sql += f"\n    ORDER BY {order_by}"
+    return sql + "\n)"

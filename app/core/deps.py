@@ -12,22 +12,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Unauthorized
 from app.core.security import KeyConfig, Principal, verify_token
+from app.core.uow import UnitOfWork, unit_of_work
 
 bearer = HTTPBearer(auto_error=False, description="JWT from `python -m app token`")
 
 
 @asynccontextmanager
+async def request_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    """The request's unit of work (app/core/uow.py): its session, and the bare pool behind it
+    for a write that is one statement (PostgreSQL)."""
+    state = request.app.state
+    async with unit_of_work(state.sessionmaker, getattr(state, "raw_pool", None)) as uow:
+        yield uow
+
+
+@asynccontextmanager
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's ORM session; it carries the bare pool for the hot paths
-    (app/core/rawpg.py). Closing is only needed when a transaction is still open (after an
-    error): a session that never began one, or has committed, holds no connection."""
-    session: AsyncSession = request.app.state.sessionmaker()
-    session.info["raw_pool"] = getattr(request.app.state, "raw_pool", None)
-    try:
-        yield session
-    finally:
-        if session.in_transaction():
-            await session.close()
+    """The request's ORM session, for services whose writes are all on the session."""
+    async with request_uow(request) as uow:
+        yield uow.session
 
 
 def authenticate(request: Request, token: str, *scopes: str) -> Principal:

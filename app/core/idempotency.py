@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime, is_postgres
+from app.core.db import insert_cte as insert_cte_sql
 from app.core.errors import Conflict, Unprocessable
 
 IdempotencyKeyHeader = Annotated[
@@ -111,6 +112,53 @@ class Idempotent:
                 created_at=at,
             )
         )
+
+    def cte_params(self, status_code: int, body_json: str, location: str | None) -> dict[str, Any]:
+        """The bind parameters of `insert_cte` for this key's response (`body_json`: the
+        response body as JSON text)."""
+        assert self.key is not None, "nothing is remembered without a key"
+        return {
+            "i_operation": self.operation,
+            "i_key": self.key,
+            "i_hash": self.request_hash,
+            "i_status": status_code,
+            "i_body": body_json,
+            "i_location": location,
+        }
+
+
+COLUMNS = (
+    "tenant",
+    "operation",
+    "key",
+    "request_hash",
+    "status_code",
+    "response_body",
+    "location",
+    "created_at",
+)
+STORED_BODY = "CAST(:i_body AS jsonb)"
+
+
+def insert_cte(name: str, *, tenant: str, at: str, response_body: str = STORED_BODY) -> str:
+    """The key's record as a CTE of a one-statement write: `tenant` and `at` are SQL, the
+    key's own values the bind parameters of `Idempotent.cte_params`; `response_body` is SQL
+    computing the stored body from `STORED_BODY` (it may patch in what the statement decides)."""
+    return insert_cte_sql(
+        name,
+        IdempotencyRecord.__tablename__,
+        COLUMNS,
+        {
+            "tenant": tenant,
+            "operation": ":i_operation",
+            "key": ":i_key",
+            "request_hash": ":i_hash",
+            "status_code": ":i_status",
+            "response_body": response_body,
+            "location": ":i_location",
+            "created_at": at,
+        },
+    )
 
 
 def _lock_id(tenant: str, operation: str, key: str) -> int:

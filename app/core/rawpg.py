@@ -5,7 +5,8 @@ costs about 1.5 ms of CPU (checkout, BEGIN, execution context, result, ROLLBACK/
 against about 0.5 ms on a bare asyncpg pool. The hottest writes and reads (a consent event,
 the current consent state, a new DSAR) are therefore one statement each, sent on this pool in
 autocommit: a single statement is its own transaction, so "every write is one transaction"
-holds. Everything else, and every path on SQLite, goes through the ORM.
+holds. Everything else, and every path on SQLite, goes through the ORM. Only the unit of work
+(app/core/uow.py) decides when a statement may take this pool.
 
 The SQL stays SQLAlchemy `text()` with named parameters; `to_asyncpg` compiles it once to
 asyncpg's `$n` form.
@@ -19,7 +20,6 @@ from typing import Any
 import asyncpg
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 _DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
@@ -51,15 +51,6 @@ async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
     RESET ALL`, one more round trip on every release). Statements on this pool run alone in
     autocommit and never leave session state behind: no SET, LISTEN, cursor or advisory
     lock. An open transaction is still rolled back by asyncpg before this is called."""
-
-
-def raw_pool(session: AsyncSession) -> asyncpg.Pool | None:
-    """The request's bare pool, when the request may use it: on PostgreSQL, and only while
-    the ORM session has not begun a transaction of its own (whose work must commit together)."""
-    pool: asyncpg.Pool | None = session.info.get("raw_pool")
-    if pool is None or session.in_transaction():
-        return None
-    return pool
 
 
 def to_asyncpg(stmt: TextClause) -> tuple[str, tuple[str, ...]]:

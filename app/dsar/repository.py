@@ -5,15 +5,68 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_json
 from sqlalchemy import ColumnElement, TextClause, and_, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import rawpg
-from app.dsar.models import NO_DUE_SORT, DsarEvent, DsarTicket
+from app.audit import trail
+from app.core.db import is_postgres
+from app.core.uow import UnitOfWork
+from app.dsar.models import NO_DUE_SORT, DsarEvent, DsarStatus, DsarTicket
+from app.events import outbox
+
+
+@dataclass(slots=True)
+class NewTicket:
+    """A ticket being opened, before any session holds it: the one-statement write sends it
+    as it is, the ORM write copies it into a `DsarTicket` (as consent has `NewEvent`). Its
+    fields are the ticket's columns (a test keeps them equal)."""
+
+    id: uuid.UUID
+    tenant: str
+    policy_key: str
+    policy_version: int
+    type: str
+    requester: str
+    status: DsarStatus
+    is_open: bool
+    subject_id: str | None
+    subject_email: str | None
+    subject_name: str | None
+    channel: str | None
+    description: str | None
+    received_at: datetime
+    clock_started_at: datetime
+    verified_at: datetime | None
+    identity_requested_at: datetime | None
+    acknowledge_by: date | None
+    due_at: datetime | None
+    due_date: date | None
+    due_sort: datetime
+    first_due_at: datetime | None
+    provisional: bool
+    extension_allowed: bool
+    extended: bool
+    extension_reason: str | None
+    extension_notice_by: date | None
+    explanation: list[dict[str, Any]]
+    status_reason: str | None
+    status_reason_code: str | None
+    closed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+    def columns(self) -> dict[str, Any]:
+        """The ticket's column values (the ORM instance takes them but `version`, which its
+        mapper sets)."""
+        return {f: getattr(self, f) for f in _TICKET_FIELDS}
+
+
+_TICKET_FIELDS = [f.name for f in fields(NewTicket) if f.name != "version"]
 
 
 def _insert_sql() -> TextClause:
@@ -25,6 +78,19 @@ def _insert_sql() -> TextClause:
     ticket_values = ", ".join(
         f"CAST(:t_{c} AS jsonb)" if c in json_cols else f":t_{c}" for c in cols
     )
+    audit = trail.insert_cte(
+        "a",
+        tenant=":t_tenant",
+        at=":e_at",
+        actor=":e_actor",
+        action="'dsar.created'",
+        object_type="'dsar_ticket'",
+        object_id=":a_object_id",
+        data="CAST(:facts AS jsonb)",
+    )
+    created = outbox.insert_cte(
+        "o", tenant=":t_tenant", type="dsar.created", data="CAST(:facts AS jsonb)", at=":e_at"
+    )
     return text(
         f"""
 WITH t AS (
@@ -34,13 +100,8 @@ WITH t AS (
         reason, data)
     VALUES (:e_id, :t_id, :t_tenant, :e_at, :e_actor, :e_kind, NULL, :t_status, NULL,
         CAST(:e_data AS jsonb))
-), a AS (
-    INSERT INTO audit_entry (tenant, at, actor, action, object_type, object_id, data)
-    VALUES (:t_tenant, :e_at, :e_actor, 'dsar.created', 'dsar_ticket', :a_object_id,
-        CAST(:facts AS jsonb))
-)
-INSERT INTO outbox_event (tenant, type, data, created_at)
-VALUES (:t_tenant, 'dsar.created', CAST(:facts AS jsonb), :e_at)
+), {audit}, {created}
+SELECT 1
 """
     )
 
@@ -55,17 +116,35 @@ def _json(value: Any) -> str:
 
 
 class DsarRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.session = uow.session
 
-    async def insert_created_raw(
+    async def create(
         self,
-        pool: Any,
-        ticket: DsarTicket,
+        ticket: NewTicket,
         event: dict[str, Any],  # dsar.service.event_values
         facts: dict[str, Any],
     ) -> None:
-        """The whole creation in one statement on the bare pool (app/core/rawpg.py)."""
+        """The ticket, its first timeline entry, its audit entry and its `dsar.created` event.
+        On PostgreSQL one statement (alone on the bare pool when it is the unit's whole write);
+        on SQLite through the session. The caller commits the unit."""
+        if not is_postgres(self.session):
+            self.session.add(DsarTicket(**ticket.columns()))
+            self.session.add(DsarEvent(**event))
+            outbox.emit(self.session, ticket.tenant, "dsar.created", facts, event["at"])
+            trail.record(
+                self.session,
+                tenant=ticket.tenant,
+                actor=event["actor"],
+                action="dsar.created",
+                object_type="dsar_ticket",
+                object_id=ticket.id,
+                data=facts,
+                at=event["at"],
+            )
+            await self.session.flush()
+            return
         params: dict[str, Any] = {}
         for key, name in _TICKET_COLUMNS:
             value = getattr(ticket, key)
@@ -83,7 +162,7 @@ class DsarRepository:
             a_object_id=str(ticket.id),
             facts=_json(facts),
         )
-        await rawpg.fetch(pool, _PG_CREATE, params)
+        await self.uow.execute_alone(_PG_CREATE, params)
 
     async def get(
         self, tenant: str, ticket_id: uuid.UUID, *, lock: bool = False

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import DsarRead, DsarWrite, request_session
+from app.core.deps import DsarRead, DsarWrite, request_uow
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, problems, sends
@@ -36,8 +36,8 @@ router = APIRouter(prefix="/v1/dsars", tags=["dsars"], route_class=AppRoute)
 
 async def get_service(request: Request) -> AsyncIterator[DsarService]:
     days = request.app.state.settings.due_soon_days
-    async with request_session(request) as session:
-        yield DsarService(session, request.app.state.clock, timedelta(days=days))
+    async with request_uow(request) as uow:
+        yield DsarService(uow, request.app.state.clock, timedelta(days=days))
 
 
 ServiceDep = Annotated[DsarService, Depends(get_service)]

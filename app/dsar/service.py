@@ -9,12 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
 from app.core.clock import Clock
@@ -22,8 +20,8 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
-from app.core.rawpg import raw_pool
 from app.core.security import Principal
+from app.core.uow import UnitOfWork
 from app.core.versioning import Expected, check_version, parse_if_match, retry_stale
 from app.dsar.models import (
     NO_DUE_SORT,
@@ -33,7 +31,7 @@ from app.dsar.models import (
     DsarStatus,
     DsarTicket,
 )
-from app.dsar.repository import DsarRepository, sla_filter
+from app.dsar.repository import DsarRepository, NewTicket, sla_filter
 from app.dsar.schemas import DsarCreate, DsarEventRead, DsarRead, ExtensionIn, TransitionIn
 from app.events.outbox import emit, iso
 from app.policies.models import PolicyVersion
@@ -81,7 +79,7 @@ class DsarClosed(Conflict):
     code = "dsar_closed"
 
 
-def sla_of(ticket: DsarTicket, now: datetime, window: timedelta) -> str:
+def sla_of(ticket: DsarTicket | NewTicket, now: datetime, window: timedelta) -> str:
     due = ticket.due_at
     if not ticket.is_open:
         if due is None or (ticket.closed_at is not None and ticket.closed_at <= due):
@@ -98,7 +96,7 @@ def sla_of(ticket: DsarTicket, now: datetime, window: timedelta) -> str:
     return "on_track"
 
 
-def extension_open(ticket: DsarTicket, now: datetime) -> bool:
+def extension_open(ticket: DsarTicket | NewTicket, now: datetime) -> bool:
     """Whether an extension could be taken now: the rule allows one, it was not taken, the
     ticket is open and the first period has not ended (the same tests `extend` applies, so a
     true here is never answered by a 409 there)."""
@@ -110,7 +108,7 @@ def extension_open(ticket: DsarTicket, now: datetime) -> bool:
     )
 
 
-def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
+def to_read(ticket: DsarTicket | NewTicket, now: datetime, window: timedelta) -> DsarRead:
     return DsarRead.model_validate(
         {
             "id": ticket.id,
@@ -150,30 +148,40 @@ def to_read(ticket: DsarTicket, now: datetime, window: timedelta) -> DsarRead:
     )
 
 
-def _apply_deadlines(ticket: DsarTicket, dl: DsarDeadlines, *, extended: bool) -> None:
-    ticket.clock_started_at = dl.clock_started_at
-    ticket.acknowledge_by = dl.acknowledge_by
-    ticket.provisional = dl.provisional
-    ticket.extension_allowed = dl.extension_allowed
-    ticket.first_due_at = dl.due_at
+def deadline_columns(dl: DsarDeadlines, *, extended: bool) -> dict[str, Any]:
+    """The ticket's columns that follow from its deadlines (the extended due date once taken)."""
+    columns: dict[str, Any] = {
+        "clock_started_at": dl.clock_started_at,
+        "acknowledge_by": dl.acknowledge_by,
+        "provisional": dl.provisional,
+        "extension_allowed": dl.extension_allowed,
+        "first_due_at": dl.due_at,
+        "explanation": [step.to_dict() for step in dl.explanation],
+    }
     if extended and dl.extended_due_at is not None:
-        ticket.due_at, ticket.due_date = dl.extended_due_at, dl.extended_due_date
-        ticket.extension_notice_by = dl.extension_notice_by
+        columns["due_at"], columns["due_date"] = dl.extended_due_at, dl.extended_due_date
+        columns["extension_notice_by"] = dl.extension_notice_by
     else:
-        ticket.due_at, ticket.due_date = dl.due_at, dl.due_date
-    ticket.due_sort = ticket.due_at or NO_DUE_SORT
-    ticket.explanation = [step.to_dict() for step in dl.explanation]
+        columns["due_at"], columns["due_date"] = dl.due_at, dl.due_date
+    columns["due_sort"] = columns["due_at"] or NO_DUE_SORT
+    return columns
+
+
+def _apply_deadlines(ticket: DsarTicket, dl: DsarDeadlines, *, extended: bool) -> None:
+    for name, value in deadline_columns(dl, extended=extended).items():
+        setattr(ticket, name, value)
 
 
 class DsarService:
-    def __init__(self, session: AsyncSession, clock: Clock, due_soon: timedelta) -> None:
-        self.session = session
-        self.repo = DsarRepository(session)
-        self.policies = PolicyRepository(session)
+    def __init__(self, uow: UnitOfWork, clock: Clock, due_soon: timedelta) -> None:
+        self.uow = uow
+        self.session = uow.session
+        self.repo = DsarRepository(uow)
+        self.policies = PolicyRepository(self.session)
         self.clock = clock
         self.due_soon = due_soon
 
-    def read(self, ticket: DsarTicket) -> DsarRead:
+    def read(self, ticket: DsarTicket | NewTicket) -> DsarRead:
         return to_read(ticket, self.clock(), self.due_soon)
 
     async def create(
@@ -207,7 +215,7 @@ class DsarService:
             dl = dsar_deadlines(
                 pv.resolved, type=body.type, received_at=received_at, requester=body.requester
             )
-            fields: dict[str, Any] = dict(
+            ticket = NewTicket(
                 id=uuid.uuid4(),
                 tenant=who.tenant,
                 policy_key=body.policy_key,
@@ -232,17 +240,8 @@ class DsarService:
                 closed_at=None,
                 created_at=now,
                 updated_at=now,
+                **deadline_columns(dl, extended=False),
             )
-            pool = raw_pool(self.session) if idempotency_key is None else None
-            # On the one-statement path the ticket is never attached to a session: a plain
-            # attribute holder with the model's attributes stands in for the ORM instance
-            # (instrumented attribute sets were an eighth of the request).
-            ticket = (
-                cast(DsarTicket, SimpleNamespace(**fields, version=1))
-                if pool is not None
-                else DsarTicket(**fields)
-            )
-            _apply_deadlines(ticket, dl, extended=False)
             created = event_values(
                 ticket,
                 who,
@@ -253,18 +252,11 @@ class DsarService:
                 None,
                 {"policy_version": pv.version, "due_date": _iso(ticket.due_date)},
             )
-            if pool is not None:  # one statement on the bare pool: ticket, event, audit, outbox
-                await self.repo.insert_created_raw(pool, ticket, created, ticket_facts(ticket))
-                return self.read(ticket)
-            self.session.add(ticket)
-            self.session.add(DsarEvent(**created))
-            await self.session.flush()  # sets `version`, which the event carries
-            facts = ticket_facts(ticket)
-            emit(self.session, who.tenant, "dsar.created", facts, now)
-            self._audit(who, ticket, "dsar.created", facts, now)
+            # ticket, event, audit entry and outbox row: one statement where it can be
+            await self.repo.create(ticket, created, ticket_facts(ticket))
             read = self.read(ticket)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/dsars/{ticket.id}", at=now)
-            await self.session.commit()
+            await self.uow.commit()
             return read
 
     async def get(self, who: Principal, ticket_id: uuid.UUID) -> DsarRead:
@@ -390,7 +382,7 @@ class DsarService:
         emit(self.session, who.tenant, "dsar.status_changed", changed, now)
         self._audit(who, ticket, "dsar.status_changed", changed, now)
         read = self.read(ticket)
-        await self.session.commit()
+        await self.uow.commit()
         return read
 
     async def extend(
@@ -459,7 +451,7 @@ class DsarService:
             now,
         )
         read = self.read(ticket)
-        await self.session.commit()
+        await self.uow.commit()
         return read
 
     async def list_page(
@@ -539,7 +531,7 @@ class DsarService:
 
 
 def event_values(
-    ticket: DsarTicket,
+    ticket: DsarTicket | NewTicket,
     who: Principal,
     at: datetime,
     kind: str,
@@ -563,7 +555,7 @@ def event_values(
     }
 
 
-def ticket_facts(ticket: DsarTicket) -> dict[str, Any]:
+def ticket_facts(ticket: DsarTicket | NewTicket) -> dict[str, Any]:
     """What events and audit entries say about a ticket: ids, dates, states. Never the
     subject, the description or a reason (free text may carry personal data)."""
     return {

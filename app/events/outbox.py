@@ -1,14 +1,20 @@
 """The transactional outbox: an event is a row added in the caller's transaction, so it
 exists exactly when the change that caused it was committed. Nothing is sent from a request;
-the worker fans events out to the subscriptions and delivers them."""
+the worker fans events out to the subscriptions and delivers them.
+
+The outbox row is written here only: `row` (its column values), `emit`/`emit_many` (the ORM
+and bulk forms) and `insert_cte` (the part of a one-statement write on PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import insert_cte as _insert_cte
 from app.events.models import OutboxEvent
 
 EventType = Literal[
@@ -25,12 +31,52 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 PING = "webhook.ping"
 
 
+COLUMNS = ("tenant", "type", "data", "created_at")
+
+
+def row(tenant: str, type: EventType, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """One event's column values. `data` carries ids, dates and states: never a subject
+    identifier, an e-mail or free text (receivers fetch details with their token)."""
+    return {"tenant": tenant, "type": type, "data": data, "created_at": at}
+
+
 def emit(
     session: AsyncSession, tenant: str, type: EventType, data: dict[str, Any], at: datetime
 ) -> None:
-    """Add the event to the caller's transaction. `data` carries ids, dates and states: never a
-    subject identifier, an e-mail or free text (receivers fetch details with their token)."""
-    session.add(OutboxEvent(tenant=tenant, type=type, data=data, created_at=at))
+    """Add the event to the caller's transaction."""
+    session.add(OutboxEvent(**row(tenant, type, data, at)))
+
+
+async def emit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Events built by `row`, in one multi-row INSERT (in that order)."""
+    if rows:
+        await session.execute(insert(OutboxEvent).values(list(rows)))
+
+
+def insert_cte(
+    name: str,
+    *,
+    tenant: str,
+    type: EventType,
+    data: str,
+    at: str,
+    source: str | None = None,
+    where: str | None = None,
+    order_by: str | None = None,
+) -> str:
+    """The events' INSERT as a CTE of a one-statement write: `tenant`, `data` (jsonb) and `at`
+    are SQL (bind parameters or expressions over `source`); `type` is the event type."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"not an event type: {type}")
+    return _insert_cte(
+        name,
+        OutboxEvent.__tablename__,
+        COLUMNS,
+        {"tenant": tenant, "type": f"'{type}'", "data": data, "created_at": at},
+        source=source,
+        where=where,
+        order_by=order_by,
+    )
 
 
 def iso(value: Any) -> Any:

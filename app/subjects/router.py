@@ -25,7 +25,7 @@ from app.core.deps import (
     ConsentRead,
     SubjectErase,
     SubjectExport,
-    request_session,
+    request_uow,
 )
 from app.core.instants import Instant
 from app.core.openapi import model_response, problems
@@ -40,8 +40,8 @@ router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=AppRout
 
 async def get_service(request: Request) -> AsyncIterator[SubjectService]:
     days = request.app.state.settings.due_soon_days
-    async with request_session(request) as session:
-        yield SubjectService(session, request.app.state.clock, timedelta(days=days))
+    async with request_uow(request) as uow:
+        yield SubjectService(uow, request.app.state.clock, timedelta(days=days))
 
 
 ServiceDep = Annotated[SubjectService, Depends(get_service)]

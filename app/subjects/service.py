@@ -13,7 +13,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.audit import trail
@@ -23,6 +22,7 @@ from app.consent.service import ConsentService, state_name, to_out
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound
 from app.core.security import Principal
+from app.core.uow import UnitOfWork
 from app.dsar.schemas import DsarRead
 from app.dsar.service import DsarService
 
@@ -52,11 +52,12 @@ def new_pseudonym() -> str:
 
 
 class SubjectService:
-    def __init__(self, session: AsyncSession, clock: Clock, due_soon: timedelta) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, clock: Clock, due_soon: timedelta) -> None:
+        self.uow = uow
+        self.session = uow.session
         self.clock = clock
-        self.consent = ConsentService(session, clock)
-        self.dsar = DsarService(session, clock, due_soon)
+        self.consent = ConsentService(uow, clock)
+        self.dsar = DsarService(uow, clock, due_soon)
 
     async def consents(
         self,
