@@ -23,8 +23,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
+from app.breaches import reminders as breach_reminders
 from app.core.clock import Clock, utc_now
 from app.core.config import Settings
+from app.dsar import reminders as dsar_reminders
 from app.events.reminders import remind
 from app.webhooks import delivery
 from app.webhooks.models import DeliveryStatus
@@ -65,6 +67,11 @@ class Worker:
         self.on_attempt = on_attempt
         self.allow = settings.webhook_allow_host_set
         self.lease = timedelta(seconds=settings.webhook_timeout_seconds + 30)
+        # what each domain reminds of (app/events/reminders.py claims them exactly once)
+        self.reminder_sources = [
+            dsar_reminders.source(timedelta(days=settings.due_soon_days)),
+            breach_reminders.source(timedelta(hours=settings.breach_reminder_hours)),
+        ]
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -117,12 +124,7 @@ class Worker:
         stats.reminders = await self._phase(
             "remind",
             stats,
-            lambda s: remind(
-                s,
-                at,
-                timedelta(days=self.settings.due_soon_days),
-                timedelta(hours=self.settings.breach_reminder_hours),
-            ),
+            lambda s: remind(s, at, self.reminder_sources),
         )
         while True:
             n = await self._phase("fan_out", stats, lambda s: delivery.fan_out(s, at))

@@ -35,7 +35,7 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        # Read from the database at scrape time (app.events.metrics): every replica reports
+        # Read from the database at scrape time (app.ops.metrics): every replica reports
         # the same figures, whichever process runs the worker.
         self.outbox_backlog = Gauge(
             "outbox_backlog",

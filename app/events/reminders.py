@@ -1,5 +1,6 @@
-"""Reminders, run by the worker: `dsar.due_soon`, `dsar.overdue` and
-`breach.deadline_approaching`, each exactly once per object, kind and deadline.
+"""Reminders, run by the worker, each exactly once per object, kind and deadline. The domains
+say what is due (`dsar.reminders`, `breaches.reminders`: each a `ReminderSource`); this module
+owns the exactly-once claim and the outbox rows.
 
 Exactly once, with any number of workers: a reminder is an INSERT … ON CONFLICT DO NOTHING
 into `reminder_sent` (primary key tenant, kind, object, deadline) and only the rows it
@@ -11,45 +12,50 @@ A new deadline (an extension) is a new key, so its reminders come again.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select, tuple_
+from sqlalchemy import ColumnElement, exists, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from app.breaches.models import BreachIncident
 from app.core.db import is_postgres, take_write_lock
-from app.dsar.models import DsarTicket
-from app.events.models import OutboxEvent, ReminderSent
-from app.events.outbox import iso
+from app.events import outbox
+from app.events.models import ReminderSent
+from app.events.outbox import EventType
 
 BATCH = 500
-AUDIENCES = ("authority", "subjects", "controller")
 
 
-def _not_reminded(kind: str) -> Any:
-    return ~exists().where(
-        ReminderSent.tenant == DsarTicket.tenant,
-        ReminderSent.kind == kind,
-        ReminderSent.object_id == DsarTicket.id,
-        ReminderSent.due_at == DsarTicket.due_at,
-    )
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """One reminder a domain finds due: its key (tenant, kind, object, deadline) and the
+    outbox event it becomes (`kind` may refine `type`, e.g. per audience)."""
+
+    tenant: str
+    kind: str
+    object_id: uuid.UUID
+    due_at: datetime
+    type: EventType
+    data: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str, uuid.UUID, datetime]:
+        return (self.tenant, self.kind, self.object_id, self.due_at)
 
 
-SERVICE_OWN = "the service's own rule"
 # A reminder names the rule behind the deadline it is about, as the ticket's or incident's
 # explanation names it: the regime's law ("GDPR Art. 12(3)", "PIPEDA s.8(3)-(4)"), "policy
 # promise", or the service's own rule.
-_AUDIENCE_LABELS = {
-    "authority": "Tell the supervisory authority",
-    "subjects": "Tell the people affected",
-    "controller": "Tell the controller",
-}
+SERVICE_OWN = "the service's own rule"
 
 
-def _rule_of(explanation: list[dict[str, Any]] | None, *starts: str) -> str:
+def rule_of(explanation: list[dict[str, Any]] | None, *starts: str) -> str:
+    """The rule of the last explanation step whose detail starts with one of `starts`."""
     rule: str | None = None
     for step in explanation or []:
         if str(step.get("detail") or "").startswith(starts):
@@ -57,17 +63,23 @@ def _rule_of(explanation: list[dict[str, Any]] | None, *starts: str) -> str:
     return rule or SERVICE_OWN
 
 
-def _dsar_data(t: DsarTicket) -> dict[str, Any]:
-    return {
-        "id": str(t.id),
-        "policy_key": t.policy_key,
-        "type": t.type,
-        "status": str(t.status),
-        "due_at": iso(t.due_at),
-        "due_date": iso(t.due_date),
-        # the period that set the due date, or its extension once extended
-        "rule": _rule_of(t.explanation, "Answer", "Extended:"),
-    }
+# A domain's reminders due at `now` (at most BATCH of each kind), given the worker's session.
+ReminderSource = Callable[[AsyncSession, datetime], Awaitable[list[Reminder]]]
+
+
+def not_reminded(
+    kind: str,
+    tenant: InstrumentedAttribute[str],
+    object_id: InstrumentedAttribute[uuid.UUID],
+    due_at: InstrumentedAttribute[Any],
+) -> ColumnElement[bool]:
+    """A source's filter: no `kind` reminder sent yet for this object and deadline."""
+    return ~exists().where(
+        ReminderSent.tenant == tenant,
+        ReminderSent.kind == kind,
+        ReminderSent.object_id == object_id,
+        ReminderSent.due_at == due_at,
+    )
 
 
 async def _claim(
@@ -93,112 +105,36 @@ async def _claim(
     return {(r[0], r[1], r[2], r[3]) for r in await session.execute(stmt)}
 
 
-async def remind(
-    session: AsyncSession, now: datetime, due_soon: timedelta, breach_window: timedelta
-) -> int:
-    """One round of reminders; returns how many events it emitted. Commits."""
+async def remind(session: AsyncSession, now: datetime, sources: Sequence[ReminderSource]) -> int:
+    """One round of reminders from every source; returns how many events it emitted. Commits."""
     await take_write_lock(session, "reminder_sent")
-    candidates: list[tuple[str, str, uuid.UUID, datetime, dict[str, Any]]] = []
-
-    overdue = await session.scalars(
-        select(DsarTicket)
-        .where(
-            DsarTicket.is_open.is_(True),
-            DsarTicket.due_sort < now,
-            DsarTicket.due_at.is_not(None),
-            _not_reminded("dsar.overdue"),
-        )
-        .order_by(DsarTicket.due_sort)
-        .limit(BATCH)
-    )
-    for t in overdue:
-        assert t.due_at is not None
-        candidates.append((t.tenant, "dsar.overdue", t.id, t.due_at, _dsar_data(t)))
-    soon = await session.scalars(
-        select(DsarTicket)
-        .where(
-            DsarTicket.is_open.is_(True),
-            DsarTicket.due_sort >= now,
-            DsarTicket.due_sort <= now + due_soon,
-            _not_reminded("dsar.due_soon"),
-        )
-        .order_by(DsarTicket.due_sort)
-        .limit(BATCH)
-    )
-    for t in soon:
-        assert t.due_at is not None
-        candidates.append((t.tenant, "dsar.due_soon", t.id, t.due_at, _dsar_data(t)))
-
-    # Incidents with a notice still owed soon (next_due_at is NULL once closed or all sent).
-    incidents = await session.scalars(
-        select(BreachIncident)
-        .where(
-            BreachIncident.next_due_at.is_not(None),
-            BreachIncident.next_due_at <= now + breach_window,
-        )
-        .order_by(BreachIncident.next_due_at)
-        .limit(BATCH)
-    )
-    for i in incidents:
-        for audience in AUDIENCES:
-            due: datetime | None = getattr(i, f"{audience}_due_at")
-            if (
-                due is None
-                or not getattr(i, f"{audience}_notification_required")
-                or getattr(i, f"{audience}_notified_at") is not None
-                or due > now + breach_window
-            ):
-                continue
-            data = {
-                "id": str(i.id),
-                "policy_key": i.policy_key,
-                "audience": audience,
-                "due_at": iso(due),
-                "overdue": due < now,
-                "rule": _rule_of(i.explanation, _AUDIENCE_LABELS[audience]),
-            }
-            kind = f"breach.deadline_approaching:{audience}"
-            candidates.append((i.tenant, kind, i.id, due, data))
-
-    if candidates:
-        keys = [(t, k, o, d) for t, k, o, d, _ in candidates]
-        # Skip the keys already sent (a breach scan sees them again until it is notified).
-        sent = {
-            (r[0], r[1], r[2], r[3])
-            for r in await session.execute(
-                select(
-                    ReminderSent.tenant,
-                    ReminderSent.kind,
-                    ReminderSent.object_id,
-                    ReminderSent.due_at,
-                ).where(
-                    tuple_(
-                        ReminderSent.tenant,
-                        ReminderSent.kind,
-                        ReminderSent.object_id,
-                        ReminderSent.due_at,
-                    ).in_(keys)
-                )
-            )
-        }
-        fresh = [c for c in candidates if (c[0], c[1], c[2], c[3]) not in sent]
-        mine = await _claim(session, now, [(t, k, o, d) for t, k, o, d, _ in fresh])
-        rows = [
-            {
-                "tenant": t,
-                "type": k.split(":", 1)[0],
-                "data": data,
-                "created_at": now,
-            }
-            for t, k, o, d, data in fresh
-            if (t, k, o, d) in mine
-        ]
-        if rows:
-            await session.execute(insert(OutboxEvent).values(rows))
-        await session.commit()
-        return len(rows)
-    await session.rollback()
-    return 0
+    candidates: list[Reminder] = []
+    for source in sources:
+        candidates.extend(await source(session, now))
+    if not candidates:
+        await session.rollback()
+        return 0
+    keys = [c.key for c in candidates]
+    # Skip the keys already sent (a breach scan sees them again until it is notified).
+    columns = (ReminderSent.tenant, ReminderSent.kind, ReminderSent.object_id, ReminderSent.due_at)
+    sent = {
+        (r[0], r[1], r[2], r[3])
+        for r in await session.execute(select(*columns).where(tuple_(*columns).in_(keys)))
+    }
+    fresh = [c for c in candidates if c.key not in sent]
+    mine = await _claim(session, now, [c.key for c in fresh])
+    rows = [outbox.row(c.tenant, c.type, c.data, now) for c in fresh if c.key in mine]
+    await outbox.emit_many(session, rows)
+    await session.commit()
+    return len(rows)
 
 
-__all__ = ["remind"]
+__all__ = [
+    "BATCH",
+    "SERVICE_OWN",
+    "Reminder",
+    "ReminderSource",
+    "not_reminded",
+    "remind",
+    "rule_of",
+]

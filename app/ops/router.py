@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app.core.errors import problem_response
 from app.core.routing import AppRoute
-from app.events.metrics import refresh
+from app.ops.metrics import refresh
 
 log = logging.getLogger("app.ops")
 
