@@ -2,12 +2,13 @@
 
 from app.audit.models import AuditEntry
 from app.breaches.models import BreachEvent, BreachIncident, BreachNotification
-from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
+from app.consent.models import ConsentEvent, ConsentState
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.dsar.models import DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
 from app.policies.models import Policy, PolicyVersion
+from app.subjects.models import SubjectErasure
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [

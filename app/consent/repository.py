@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 from pydantic_core import to_json
 from sqlalchemy import (
     and_,
-    delete,
     exists,
     func,
     insert,
@@ -41,7 +40,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.audit import trail
-from app.consent.models import ConsentEvent, ConsentState, SubjectErasure
+from app.consent.models import ConsentEvent, ConsentState
 from app.core import idempotency
 from app.core.db import is_postgres
 from app.core.idempotency import IdempotencyRecord, Idempotent
@@ -576,16 +575,12 @@ class ConsentRepository:
         return int(events.rowcount), int(states.rowcount)  # type: ignore[attr-defined]
 
     async def forget_idempotent_responses(self, tenant: str, subject_id: str) -> int:
-        """Stored idempotent responses that carry the subject's identifier (consent events,
-        batches, DSAR tickets): a replay after erasure would otherwise give it back."""
+        """Stored responses of consent writes that carry the subject's identifier (single
+        events and batches): a replay after erasure would otherwise give it back."""
         body = IdempotencyRecord.response_body
         single = and_(
             IdempotencyRecord.operation == "recordConsentEvent",
             body["subject_id"].as_string() == subject_id,
-        )
-        dsar = and_(
-            IdempotencyRecord.operation == "createDsar",
-            body["subject"]["id"].as_string() == subject_id,
         )
         if self.is_pg:
             batch = and_(
@@ -604,12 +599,4 @@ class ConsentRepository:
                     .where(func.json_extract(each.c.value, "$.subject_id") == subject_id)
                 ),
             )
-        result = await self.session.execute(
-            delete(IdempotencyRecord)
-            .where(IdempotencyRecord.tenant == tenant, or_(single, dsar, batch))
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-    def record_erasure(self, erasure: SubjectErasure) -> None:
-        self.session.add(erasure)
+        return await idempotency.forget_where(self.session, tenant, single, batch)

@@ -29,6 +29,7 @@ from app.consent.schemas import (
     ConsentEventIn,
     ConsentEventOut,
     ConsentReceipt,
+    ConsentStateOut,
     StateName,
     SubjectConsents,
 )
@@ -461,6 +462,35 @@ class ConsentService:
         return SubjectConsents(
             subject_id=subject_id, as_of=as_of, consents=entries, events=evidence
         )
+
+    # ---- one subject (the subjects service composes these) --------------------------------
+
+    async def export_subject(
+        self, tenant: str, subject_id: str
+    ) -> tuple[list[ConsentEventOut], list[ConsentStateOut]]:
+        """The subject's whole ledger (oldest first) and current states."""
+        now = self.clock()
+        events = await self.repo.events_of_subject(tenant, subject_id)
+        states = await self.repo.states(tenant, subject_id)
+        return [to_out(e) for e in events], [
+            ConsentStateOut(
+                policy_key=s.policy_key,
+                purpose=s.purpose,
+                state=state_name(s.state, s.expires_at, now),
+                since=s.since,
+                expires_at=s.expires_at,
+                event_id=s.event_id,
+            )
+            for s in sorted(states, key=lambda s: (s.policy_key, s.purpose))
+        ]
+
+    async def erase_subject(self, tenant: str, subject_id: str, pseudonym: str) -> tuple[int, int]:
+        """The identifier replaced by `pseudonym` in the ledger and the projection, and the
+        stored idempotent answers that carry it forgotten; (events, states) rewritten. In the
+        caller's unit of work."""
+        counts = await self.repo.pseudonymise(tenant, subject_id, pseudonym)
+        await self.repo.forget_idempotent_responses(tenant, subject_id)
+        return counts
 
     async def _event(self, who: Principal, event_id: uuid.UUID) -> ConsentEvent:
         ev = await self.repo.get(who.tenant, event_id)

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import Integer, String, delete, select, text
+from sqlalchemy import ColumnElement, Integer, String, and_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -161,6 +161,19 @@ def insert_cte(name: str, *, tenant: str, at: str, response_body: str = STORED_B
     )
 
 
+async def forget_where(session: AsyncSession, tenant: str, *which: ColumnElement[bool]) -> int:
+    """Delete the tenant's stored responses matching any of `which` (conditions on
+    `IdempotencyRecord`, e.g. responses carrying an erased subject's identifier)."""
+    if not which:
+        return 0
+    result = await session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.tenant == tenant, or_(*which))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _lock_id(tenant: str, operation: str, key: str) -> int:
     digest = hashlib.sha256(f"{tenant}\x00{operation}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -231,10 +244,8 @@ async def forget(session: AsyncSession, tenant: str, operation: str, location: s
     """Drop the stored responses that created what `location` names, in the caller's
     transaction, when it is deleted: a replay never points at nothing (the same key and body
     afterwards create it anew)."""
-    await session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.tenant == tenant,
-            IdempotencyRecord.operation == operation,
-            IdempotencyRecord.location == location,
-        )
+    await forget_where(
+        session,
+        tenant,
+        and_(IdempotencyRecord.operation == operation, IdempotencyRecord.location == location),
     )

@@ -7,17 +7,17 @@ verification, extension) and records what it answered.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_
 
 from app.audit import trail
+from app.core import idempotency
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.idempotency import as_sent, idempotent
+from app.core.idempotency import IdempotencyRecord, as_sent, idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
@@ -497,8 +497,34 @@ class DsarService:
         items = [DsarEventRead.model_validate(e, from_attributes=True) for e in page]
         return items, nxt
 
-    async def tickets_of_subject(self, tenant: str, subject_id: str) -> Sequence[DsarTicket]:
-        return await self.repo.for_subject(tenant, subject_id)
+    # ---- one subject (the subjects service composes these) --------------------------------
+
+    async def export_subject(self, tenant: str, subject_id: str) -> list[DsarRead]:
+        return [self.read(t) for t in await self.repo.for_subject(tenant, subject_id)]
+
+    async def erase_subject(
+        self, tenant: str, subject_id: str, pseudonym: str, now: datetime
+    ) -> int:
+        """The subject's tickets keep their history under `pseudonym`, without e-mail or name
+        (each ticket's version moves: a concurrent change of one fails the flush), and the
+        stored answers of their creation are forgotten; returns how many tickets. In the
+        caller's unit of work."""
+        tickets = await self.repo.for_subject(tenant, subject_id)
+        for ticket in tickets:
+            ticket.subject_id = pseudonym
+            ticket.subject_email = None
+            ticket.subject_name = None
+            ticket.updated_at = now
+        body = IdempotencyRecord.response_body
+        await idempotency.forget_where(
+            self.session,
+            tenant,
+            and_(
+                IdempotencyRecord.operation == "createDsar",
+                body["subject"]["id"].as_string() == subject_id,
+            ),
+        )
+        return len(tickets)
 
     def _audit(
         self, who: Principal, ticket: DsarTicket, action: str, data: dict[str, Any], at: datetime

@@ -1,4 +1,6 @@
 """Use cases on one data subject across domains: consents, export (portability), erasure.
+Each domain exports and erases what it holds (`export_subject`, `erase_subject`); this
+service composes them in one unit of work and records the erasure.
 
 Erasure pseudonymises rather than deletes: the ledger keeps its proof that consent was
 given or refused, under an identifier that no longer points at the person. The pseudonym
@@ -11,20 +13,21 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.audit import trail
-from app.consent.models import SubjectErasure
 from app.consent.schemas import ConsentEventOut, ConsentStateOut, SubjectConsents
-from app.consent.service import ConsentService, state_name, to_out
+from app.consent.service import ConsentService
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound
 from app.core.security import Principal
 from app.core.uow import UnitOfWork
 from app.dsar.schemas import DsarRead
 from app.dsar.service import DsarService
+from app.subjects.models import SubjectErasure
 
 PSEUDONYM_PREFIX = "erased:"
 
@@ -56,8 +59,16 @@ class SubjectService:
         self.uow = uow
         self.session = uow.session
         self.clock = clock
-        self.consent = ConsentService(uow, clock)
-        self.dsar = DsarService(uow, clock, due_soon)
+        self.due_soon = due_soon
+
+    # built when first used: the hot consents read needs only the consent service
+    @cached_property
+    def consent(self) -> ConsentService:
+        return ConsentService(self.uow, self.clock)
+
+    @cached_property
+    def dsar(self) -> DsarService:
+        return DsarService(self.uow, self.clock, self.due_soon)
 
     async def consents(
         self,
@@ -70,44 +81,25 @@ class SubjectService:
 
     async def export(self, who: Principal, subject_id: str) -> SubjectExport:
         now = self.clock()
-        repo = self.consent.repo
-        events = await repo.events_of_subject(who.tenant, subject_id)
-        states = await repo.states(who.tenant, subject_id)
-        tickets = await self.dsar.tickets_of_subject(who.tenant, subject_id)
+        events, states = await self.consent.export_subject(who.tenant, subject_id)
+        tickets = await self.dsar.export_subject(who.tenant, subject_id)
         if not (events or states or tickets):
             raise SubjectNotFound("This tenant holds nothing on that subject")
         return SubjectExport(
             subject_id=subject_id,
             exported_at=now,
-            consent_events=[to_out(e) for e in events],
-            consent_states=[
-                ConsentStateOut(
-                    policy_key=s.policy_key,
-                    purpose=s.purpose,
-                    state=state_name(s.state, s.expires_at, now),
-                    since=s.since,
-                    expires_at=s.expires_at,
-                    event_id=s.event_id,
-                )
-                for s in sorted(states, key=lambda s: (s.policy_key, s.purpose))
-            ],
-            dsar_tickets=[self.dsar.read(t) for t in tickets],
+            consent_events=events,
+            consent_states=states,
+            dsar_tickets=tickets,
         )
 
     async def erase(self, who: Principal, subject_id: str) -> None:
         now = self.clock()
         pseudonym = new_pseudonym()
-        repo = self.consent.repo
-        events, states = await repo.pseudonymise(who.tenant, subject_id, pseudonym)
-        tickets = await self.dsar.tickets_of_subject(who.tenant, subject_id)
+        events, states = await self.consent.erase_subject(who.tenant, subject_id, pseudonym)
+        tickets = await self.dsar.erase_subject(who.tenant, subject_id, pseudonym, now)
         if not (events or states or tickets):
             raise SubjectNotFound("This tenant holds nothing on that subject")
-        for ticket in tickets:
-            ticket.subject_id = pseudonym
-            ticket.subject_email = None
-            ticket.subject_name = None
-            ticket.updated_at = now
-        await repo.forget_idempotent_responses(who.tenant, subject_id)
         erasure_id = uuid.uuid4()
         # The audit entry names the erasure record, never the identifier or the pseudonym.
         trail.record(
@@ -117,10 +109,10 @@ class SubjectService:
             action="subject.erased",
             object_type="subject_erasure",
             object_id=erasure_id,
-            data={"consent_events": events, "consent_states": states, "dsar_tickets": len(tickets)},
+            data={"consent_events": events, "consent_states": states, "dsar_tickets": tickets},
             at=now,
         )
-        repo.record_erasure(
+        self.session.add(
             SubjectErasure(
                 id=erasure_id,
                 tenant=who.tenant,
@@ -129,14 +121,14 @@ class SubjectService:
                 actor=who.sub,
                 consent_events=events,
                 consent_states=states,
-                dsar_tickets=len(tickets),
+                dsar_tickets=tickets,
             )
         )
         try:
             await self.session.flush()
         except StaleDataError:
-            await self.session.rollback()
+            await self.uow.rollback()
             raise ErasureConflict(
                 "A request of this subject changed meanwhile; retry the erasure"
             ) from None
-        await self.session.commit()
+        await self.uow.commit()
