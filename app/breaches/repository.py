@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.breaches.models import BreachEvent, BreachIncident, BreachNotification
+from app.core.pagination import seek
 
 
 class BreachRepository:
@@ -37,15 +38,9 @@ class BreachRepository:
     ) -> Sequence[BreachIncident]:
         """Newest awareness first; the cursor is the last (aware_at, id) seen."""
         stmt = select(BreachIncident).where(BreachIncident.tenant == tenant, *filters)
-        if before is not None:
-            at, iid = before
-            stmt = stmt.where(
-                or_(
-                    BreachIncident.aware_at < at,
-                    and_(BreachIncident.aware_at == at, BreachIncident.id < iid),
-                )
-            )
-        stmt = stmt.order_by(BreachIncident.aware_at.desc(), BreachIncident.id.desc()).limit(limit)
+        stmt = seek(
+            stmt, BreachIncident.aware_at, BreachIncident.id, before, limit, descending=True
+        )
         return (await self.session.scalars(stmt)).all()
 
     async def notifications(

@@ -34,7 +34,7 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
-from app.core.versioning import Expected, check_version, parse_if_match, retry_stale
+from app.core.versioning import Optimistic
 from app.events.outbox import emit, iso
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
@@ -404,20 +404,14 @@ class BreachService:
     async def update(
         self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, if_match: str | None
     ) -> BreachRead:
-        expected = parse_if_match(if_match, "incident")
-        return await retry_stale(
-            self.session,
-            expected,
-            "incident",
-            lambda: self._update_once(who, incident_id, body, expected),
-        )
+        change = Optimistic(self.session, if_match, "incident")
+        return await change.run(lambda: self._update_once(who, incident_id, body, change))
 
     async def _update_once(
-        self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, expected: Expected
+        self, who: Principal, incident_id: uuid.UUID, body: BreachPatch, change: Optimistic
     ) -> BreachRead:
         now = self.clock()
-        incident = await self._incident(who, incident_id, lock=True)
-        check_version(incident.version, expected, "incident")
+        incident = change.check(await self._incident(who, incident_id, lock=True))
         current = BreachStatus(incident.status)
         if current == BreachStatus.closed:
             if body.status is not None and body.status != current:
@@ -509,12 +503,9 @@ class BreachService:
         if_match: str | None,
         idempotency_key: str | None,
     ) -> JSONResponse | BreachRead:
-        expected = parse_if_match(if_match, "incident")
-        return await retry_stale(
-            self.session,
-            expected,
-            "incident",
-            lambda: self._notify_once(who, incident_id, body, expected, idempotency_key),
+        change = Optimistic(self.session, if_match, "incident")
+        return await change.run(
+            lambda: self._notify_once(who, incident_id, body, change, idempotency_key)
         )
 
     async def _notify_once(
@@ -522,7 +513,7 @@ class BreachService:
         who: Principal,
         incident_id: uuid.UUID,
         body: NotificationIn,
-        expected: Expected,
+        change: Optimistic,
         idempotency_key: str | None,
     ) -> JSONResponse | BreachRead:
         now = self.clock()
@@ -538,8 +529,7 @@ class BreachService:
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
-            incident = await self._incident(who, incident_id, lock=True)
-            check_version(incident.version, expected, "incident")
+            incident = change.check(await self._incident(who, incident_id, lock=True))
             if incident.status == BreachStatus.closed:
                 raise BreachClosed("The incident is closed: its record is final", allowed=[])
             audience = body.audience

@@ -29,7 +29,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     text,
     tuple_,
@@ -44,6 +43,7 @@ from app.consent.models import ConsentEvent, ConsentState
 from app.core import idempotency
 from app.core.db import is_postgres
 from app.core.idempotency import IdempotencyRecord, Idempotent
+from app.core.pagination import seek
 from app.core.uow import UnitOfWork
 from app.events import outbox
 from app.policies.cache import PURPOSES, PurposeRow
@@ -516,15 +516,7 @@ class ConsentRepository:
             stmt = stmt.where(ConsentEvent.policy_key == policy_key)
         if since is not None:
             stmt = stmt.where(ConsentEvent.occurred_at >= since)
-        if before is not None:
-            at, eid = before
-            stmt = stmt.where(
-                or_(
-                    ConsentEvent.occurred_at < at,
-                    and_(ConsentEvent.occurred_at == at, ConsentEvent.id < eid),
-                )
-            )
-        stmt = stmt.order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc()).limit(limit)
+        stmt = seek(stmt, ConsentEvent.occurred_at, ConsentEvent.id, before, limit, descending=True)
         return (await self.session.scalars(stmt)).all()
 
     async def events_until(

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core.errors import Unprocessable
 
@@ -100,3 +102,30 @@ def decode_key_cursor(cursor: str | None) -> str | None:
     if not isinstance(values[0], str):
         raise InvalidCursor.at(["query", "cursor"], _NOT_OURS)
     return values[0]
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def seek(
+    stmt: S,
+    column: InstrumentedAttribute[Any],
+    tiebreak: InstrumentedAttribute[Any],
+    cursor: tuple[Any, Any] | None,
+    limit: int,
+    *,
+    descending: bool = False,
+) -> S:
+    """`stmt` ordered by (`column`, `tiebreak`), after the cursor's (value, id) and limited:
+    the one keyset page. The condition is spelled `column > v OR (column = v AND id > i)`
+    (not a row comparison), which the planners turn into a range of the (…, column, id)
+    index on both databases."""
+    if cursor is not None:
+        at, last = cursor
+        if descending:
+            stmt = stmt.where(or_(column < at, and_(column == at, tiebreak < last)))
+        else:
+            stmt = stmt.where(or_(column > at, and_(column == at, tiebreak > last)))
+    if descending:
+        return stmt.order_by(column.desc(), tiebreak.desc()).limit(limit)
+    return stmt.order_by(column, tiebreak).limit(limit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -19,6 +19,14 @@ from app.core.errors import PreconditionFailed
 
 MAX_RETRIES = 3
 T = TypeVar("T")
+
+
+class HasVersion(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=HasVersion)
 
 
 class VersionMismatch(PreconditionFailed):
@@ -85,3 +93,22 @@ async def retry_stale(
             if expected is not None or attempt == MAX_RETRIES - 1:
                 raise VersionMismatch(f"The {what} changed meanwhile; read it again") from None
     raise AssertionError("unreachable")
+
+
+class Optimistic:
+    """One optimistic change of a versioned row (module docstring), for DSAR transitions and
+    extensions and breach updates and notices alike: `If-Match` parsed once, `check` on each
+    attempt's freshly read (locked) row, `run` retrying the attempt on a concurrent update
+    unless a version was pinned."""
+
+    def __init__(self, session: AsyncSession, if_match: str | None, what: str) -> None:
+        self.session = session
+        self.what = what
+        self.expected = parse_if_match(if_match, what)
+
+    def check(self, row: V) -> V:
+        check_version(row.version, self.expected, self.what)
+        return row
+
+    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        return await retry_stale(self.session, self.expected, self.what, attempt)

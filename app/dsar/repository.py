@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, TextClause, and_, or_, select, text
 
 from app.audit import trail
 from app.core.db import is_postgres
+from app.core.pagination import seek
 from app.core.uow import UnitOfWork
 from app.dsar.models import NO_DUE_SORT, DsarEvent, DsarStatus, DsarTicket
 from app.events import outbox
@@ -181,24 +182,14 @@ class DsarRepository:
         limit: int,
     ) -> Sequence[DsarTicket]:
         stmt = select(DsarTicket).where(DsarTicket.tenant == tenant, *filters)
-        if after is not None:
-            due, tid = after
-            stmt = stmt.where(
-                or_(
-                    DsarTicket.due_sort > due, and_(DsarTicket.due_sort == due, DsarTicket.id > tid)
-                )
-            )
-        stmt = stmt.order_by(DsarTicket.due_sort, DsarTicket.id).limit(limit)
+        stmt = seek(stmt, DsarTicket.due_sort, DsarTicket.id, after, limit)
         return (await self.session.scalars(stmt)).all()
 
     async def events(
         self, ticket_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[DsarEvent]:
         stmt = select(DsarEvent).where(DsarEvent.ticket_id == ticket_id)
-        if after is not None:
-            at, eid = after
-            stmt = stmt.where(or_(DsarEvent.at > at, and_(DsarEvent.at == at, DsarEvent.id > eid)))
-        stmt = stmt.order_by(DsarEvent.at, DsarEvent.id).limit(limit)
+        stmt = seek(stmt, DsarEvent.at, DsarEvent.id, after, limit)
         return (await self.session.scalars(stmt)).all()
 
     async def for_subject(self, tenant: str, subject_id: str) -> Sequence[DsarTicket]:

@@ -22,7 +22,7 @@ from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.security import Principal
 from app.core.uow import UnitOfWork
-from app.core.versioning import Expected, check_version, parse_if_match, retry_stale
+from app.core.versioning import Optimistic
 from app.dsar.models import (
     NO_DUE_SORT,
     OPEN_STATUSES,
@@ -278,20 +278,14 @@ class DsarService:
     async def transition(
         self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, if_match: str | None
     ) -> DsarRead:
-        expected = parse_if_match(if_match, "ticket")
-        return await retry_stale(
-            self.session,
-            expected,
-            "ticket",
-            lambda: self._transition_once(who, ticket_id, body, expected),
-        )
+        change = Optimistic(self.session, if_match, "ticket")
+        return await change.run(lambda: self._transition_once(who, ticket_id, body, change))
 
     async def _transition_once(
-        self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, expected: Expected
+        self, who: Principal, ticket_id: uuid.UUID, body: TransitionIn, change: Optimistic
     ) -> DsarRead:
         now = self.clock()
-        ticket = await self._ticket(who, ticket_id, lock=True)
-        check_version(ticket.version, expected, "ticket")
+        ticket = change.check(await self._ticket(who, ticket_id, lock=True))
         current = DsarStatus(ticket.status)
         allowed = TRANSITIONS[current]
         if body.to not in allowed:
@@ -388,20 +382,14 @@ class DsarService:
     async def extend(
         self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, if_match: str | None
     ) -> DsarRead:
-        expected = parse_if_match(if_match, "ticket")
-        return await retry_stale(
-            self.session,
-            expected,
-            "ticket",
-            lambda: self._extend_once(who, ticket_id, body, expected),
-        )
+        change = Optimistic(self.session, if_match, "ticket")
+        return await change.run(lambda: self._extend_once(who, ticket_id, body, change))
 
     async def _extend_once(
-        self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, expected: Expected
+        self, who: Principal, ticket_id: uuid.UUID, body: ExtensionIn, change: Optimistic
     ) -> DsarRead:
         now = self.clock()
-        ticket = await self._ticket(who, ticket_id, lock=True)
-        check_version(ticket.version, expected, "ticket")
+        ticket = change.check(await self._ticket(who, ticket_id, lock=True))
         if not ticket.is_open:
             raise DsarClosed(f"The ticket is {ticket.status}: it can no longer be extended")
         if ticket.extended:

@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.pagination import seek
 from app.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -33,15 +34,7 @@ class WebhookRepository:
         self, tenant: str, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[WebhookSubscription]:
         stmt = select(WebhookSubscription).where(WebhookSubscription.tenant == tenant)
-        if after is not None:
-            at, wid = after
-            stmt = stmt.where(
-                or_(
-                    WebhookSubscription.created_at > at,
-                    and_(WebhookSubscription.created_at == at, WebhookSubscription.id > wid),
-                )
-            )
-        stmt = stmt.order_by(WebhookSubscription.created_at, WebhookSubscription.id).limit(limit)
+        stmt = seek(stmt, WebhookSubscription.created_at, WebhookSubscription.id, after, limit)
         return (await self.session.scalars(stmt)).all()
 
     async def delete(self, tenant: str, webhook_id: uuid.UUID) -> bool:
@@ -64,16 +57,10 @@ class WebhookRepository:
         stmt = select(WebhookDelivery).where(WebhookDelivery.subscription_id == webhook_id)
         if status is not None:
             stmt = stmt.where(WebhookDelivery.status == status)
-        if before is not None:
-            at, did = before
-            stmt = stmt.where(
-                or_(
-                    WebhookDelivery.created_at < at,
-                    and_(WebhookDelivery.created_at == at, WebhookDelivery.id < did),
-                )
-            )
-        stmt = stmt.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        return (await self.session.scalars(stmt.limit(limit))).all()
+        stmt = seek(
+            stmt, WebhookDelivery.created_at, WebhookDelivery.id, before, limit, descending=True
+        )
+        return (await self.session.scalars(stmt)).all()
 
     async def attempts(
         self, delivery_ids: Sequence[uuid.UUID]
