@@ -9,13 +9,16 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from app.audit.schemas import AuditEventList, AuditVerification
 from app.audit.service import AuditService
-from app.core.deps import AuditRead, request_session
+from app.core.deps import request_session, require
 from app.core.instants import Instant
 from app.core.openapi import problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
+from app.core.security import Principal
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+AuditReadScope = Annotated[Principal, Depends(require("audit:read"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[AuditService]:
@@ -39,7 +42,7 @@ Short = Annotated[str | None, Query(max_length=64)]
 )
 async def list_audit_events(
     service: ServiceDep,
-    who: AuditRead,
+    who: AuditReadScope,
     action: Short = None,
     object_type: Short = None,
     object_id: Short = None,
@@ -70,5 +73,5 @@ async def list_audit_events(
     summary="Recompute the tenant's chain and report the first broken link",
     responses=problems(),
 )
-async def verify_audit_chain(service: ServiceDep, who: AuditRead) -> AuditVerification:
+async def verify_audit_chain(service: ServiceDep, who: AuditReadScope) -> AuditVerification:
     return await service.verify(who)

@@ -24,16 +24,19 @@ from app.breaches.schemas import (
     NotificationIn,
 )
 from app.breaches.service import BreachService
-from app.core.deps import BreachRead as BreachReadScope
-from app.core.deps import BreachWrite, request_session
+from app.core.deps import request_session, require
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
+from app.core.security import Principal
 from app.policies.schemas import KEY_PATTERN
 
 router = APIRouter(prefix="/v1/breaches", tags=["breaches"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+BreachReadScope = Annotated[Principal, Depends(require("breach:read"))]
+BreachWriteScope = Annotated[Principal, Depends(require("breach:write"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[BreachService]:
@@ -90,7 +93,7 @@ def _etag(response: Response, incident: BreachRead) -> BreachRead:
 async def create_breach(
     body: Annotated[BreachCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
     service: ServiceDep,
-    who: BreachWrite,
+    who: BreachWriteScope,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
@@ -164,7 +167,7 @@ async def update_breach(
     id: uuid.UUID,
     body: Annotated[BreachPatch, Body(openapi_examples=PATCH_EXAMPLES)],
     service: ServiceDep,
-    who: BreachWrite,
+    who: BreachWriteScope,
     response: Response,
     if_match: IfMatch = None,
 ) -> BreachRead:
@@ -188,7 +191,7 @@ async def record_breach_notification(
     id: uuid.UUID,
     body: Annotated[NotificationIn, Body(openapi_examples=NOTIFICATION_EXAMPLES)],
     service: ServiceDep,
-    who: BreachWrite,
+    who: BreachWriteScope,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:

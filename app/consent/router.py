@@ -26,15 +26,19 @@ from app.consent.schemas import (
     ConsentReceipt,
 )
 from app.consent.service import ConsentService
-from app.core.deps import ConsentRead, ConsentWrite, request_uow
+from app.core.deps import request_uow, require
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, model_response, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute, hot
+from app.core.security import Principal
 from app.policies.schemas import KEY_PATTERN
 
 router = APIRouter(prefix="/v1/consent-events", tags=["consent"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+ConsentReadScope = Annotated[Principal, Depends(require("consent:read"))]
+ConsentWriteScope = Annotated[Principal, Depends(require("consent:write"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[ConsentService]:
@@ -75,7 +79,7 @@ def _gpc(sec_gpc: str | None) -> bool:
 async def record_consent_event(
     body: ConsentEventIn,
     service: ServiceDep,
-    who: ConsentWrite,
+    who: ConsentWriteScope,
     idempotency_key: IdempotencyKeyHeader = None,
     sec_gpc: SecGpc = None,
 ) -> Any:
@@ -97,7 +101,7 @@ async def record_consent_event(
 async def record_consent_events_batch(
     body: ConsentBatchIn,
     service: ServiceDep,
-    who: ConsentWrite,
+    who: ConsentWriteScope,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.record_batch(who, body.events, idempotency_key)
@@ -115,7 +119,7 @@ async def record_consent_events_batch(
 )
 async def list_consent_events(
     service: ServiceDep,
-    who: ConsentRead,
+    who: ConsentReadScope,
     subject_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     purpose: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
@@ -145,7 +149,7 @@ async def list_consent_events(
     responses=problems(404),
 )
 async def get_consent_event(
-    id: uuid.UUID, service: ServiceDep, who: ConsentRead
+    id: uuid.UUID, service: ServiceDep, who: ConsentReadScope
 ) -> ConsentEventOut:
     return await service.get(who, id)
 
@@ -158,6 +162,6 @@ async def get_consent_event(
     responses=problems(404),
 )
 async def get_consent_receipt(
-    id: uuid.UUID, service: ServiceDep, who: ConsentRead
+    id: uuid.UUID, service: ServiceDep, who: ConsentReadScope
 ) -> ConsentReceipt:
     return await service.receipt(who, id)

@@ -68,17 +68,3 @@ def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         return principal
 
     return _dep
-
-
-PoliciesRead = Annotated[Principal, Depends(require("policies:read"))]
-PoliciesWrite = Annotated[Principal, Depends(require("policies:write"))]
-DsarRead = Annotated[Principal, Depends(require("dsar:read"))]
-DsarWrite = Annotated[Principal, Depends(require("dsar:write"))]
-ConsentRead = Annotated[Principal, Depends(require("consent:read"))]
-ConsentWrite = Annotated[Principal, Depends(require("consent:write"))]
-BreachRead = Annotated[Principal, Depends(require("breach:read"))]
-BreachWrite = Annotated[Principal, Depends(require("breach:write"))]
-SubjectExport = Annotated[Principal, Depends(require("consent:read", "dsar:read"))]
-SubjectErase = Annotated[Principal, Depends(require("consent:write", "dsar:write"))]
-WebhooksManage = Annotated[Principal, Depends(require("webhooks:manage"))]
-AuditRead = Annotated[Principal, Depends(require("audit:read"))]

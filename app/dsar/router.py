@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import DsarRead, DsarWrite, request_uow
+from app.core.deps import request_uow, require
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.instants import Instant
 from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute, hot
+from app.core.security import Principal
 from app.dsar.models import DsarStatus
 from app.dsar.schemas import (
     DsarCreate,
@@ -32,6 +33,9 @@ from app.dsar.service import DsarService
 from app.policies.schemas import KEY_PATTERN, Right
 
 router = APIRouter(prefix="/v1/dsars", tags=["dsars"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+DsarReadScope = Annotated[Principal, Depends(require("dsar:read"))]
+DsarWriteScope = Annotated[Principal, Depends(require("dsar:write"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[DsarService]:
@@ -72,7 +76,7 @@ def _etag(response: Response, ticket: DsarOut) -> DsarOut:
 async def create_dsar(
     body: DsarCreate,
     service: ServiceDep,
-    who: DsarWrite,
+    who: DsarWriteScope,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
@@ -90,7 +94,7 @@ async def create_dsar(
 )
 async def list_dsars(
     service: ServiceDep,
-    who: DsarRead,
+    who: DsarReadScope,
     status: DsarStatus | None = None,
     type: Right | None = None,
     sla: Sla | None = None,
@@ -122,7 +126,7 @@ async def list_dsars(
     responses={**problems(404), **sends(200, etag=True)},
 )
 async def get_dsar(
-    id: uuid.UUID, service: ServiceDep, who: DsarRead, response: Response
+    id: uuid.UUID, service: ServiceDep, who: DsarReadScope, response: Response
 ) -> DsarOut:
     return _etag(response, await service.get(who, id))
 
@@ -144,7 +148,7 @@ async def transition_dsar(
     id: uuid.UUID,
     body: TransitionIn,
     service: ServiceDep,
-    who: DsarWrite,
+    who: DsarWriteScope,
     response: Response,
     if_match: IfMatch = None,
 ) -> DsarOut:
@@ -162,7 +166,7 @@ async def extend_dsar(
     id: uuid.UUID,
     body: ExtensionIn,
     service: ServiceDep,
-    who: DsarWrite,
+    who: DsarWriteScope,
     response: Response,
     if_match: IfMatch = None,
 ) -> DsarOut:
@@ -179,7 +183,7 @@ async def extend_dsar(
 async def list_dsar_events(
     id: uuid.UUID,
     service: ServiceDep,
-    who: DsarRead,
+    who: DsarReadScope,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> DsarEventList:

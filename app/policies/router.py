@@ -11,11 +11,12 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from app.core.deps import PoliciesRead, PoliciesWrite, request_session
+from app.core.deps import request_session, require
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
+from app.core.security import Principal
 from app.policies.schemas import (
     KEY_PATTERN,
     MINIMAL_EXAMPLE,
@@ -34,6 +35,9 @@ from app.policies.schemas import (
 from app.policies.service import PolicyService, PreviewService
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+PoliciesReadScope = Annotated[Principal, Depends(require("policies:read"))]
+PoliciesWriteScope = Annotated[Principal, Depends(require("policies:write"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[PolicyService]:
@@ -70,7 +74,7 @@ _PUBLISH_EXAMPLES: dict[str, Any] = {
 async def create_policy(
     body: Annotated[PolicyCreate, Body(openapi_examples=_CREATE_EXAMPLES)],
     service: ServiceDep,
-    who: PoliciesWrite,
+    who: PoliciesWriteScope,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
@@ -88,7 +92,7 @@ async def create_policy(
 )
 async def list_policies(
     service: ServiceDep,
-    who: PoliciesRead,
+    who: PoliciesReadScope,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> PolicyList:
@@ -103,7 +107,7 @@ async def list_policies(
     summary="Get the version in force now",
     responses=problems(404),
 )
-async def get_policy(key: PolicyKey, service: ServiceDep, who: PoliciesRead) -> PolicyRead:
+async def get_policy(key: PolicyKey, service: ServiceDep, who: PoliciesReadScope) -> PolicyRead:
     return await service.get(who, key)
 
 
@@ -121,7 +125,7 @@ async def publish_policy_version(
     key: PolicyKey,
     body: Annotated[PolicyPublish, Body(openapi_examples=_PUBLISH_EXAMPLES)],
     service: ServiceDep,
-    who: PoliciesWrite,
+    who: PoliciesWriteScope,
 ) -> Any:
     result = await service.publish(who, key, body)
     return created(result, f"/v1/policies/{key}/versions/{result.version}")
@@ -137,7 +141,7 @@ async def publish_policy_version(
 async def list_policy_versions(
     key: PolicyKey,
     service: ServiceDep,
-    who: PoliciesRead,
+    who: PoliciesReadScope,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> PolicyList:
@@ -156,7 +160,7 @@ async def get_policy_version(
     key: PolicyKey,
     version: Annotated[int, Path(ge=1, le=1_000_000)],
     service: ServiceDep,
-    who: PoliciesRead,
+    who: PoliciesReadScope,
 ) -> PolicyRead:
     return await service.version(who, key, version)
 
@@ -214,7 +218,7 @@ async def preview_deadlines(
     key: PolicyKey,
     body: Annotated[DeadlineIn, Body(openapi_examples=_DEADLINE_EXAMPLES)],
     service: PreviewDep,
-    who: PoliciesRead,
+    who: PoliciesReadScope,
 ) -> DsarPreviewOut | BreachPreviewOut:
     return await service.deadlines(who, key, body)
 
@@ -232,7 +236,7 @@ async def evaluate_retention(
     key: PolicyKey,
     body: Annotated[RetentionPreviewIn, Body(openapi_examples=_RETENTION_EXAMPLES)],
     service: PreviewDep,
-    who: PoliciesRead,
+    who: PoliciesReadScope,
 ) -> Response:
     result = await service.retention(who, key, [dict(r) for r in body.records])
     # Serialised here in one pass: 10,000 results through response_model validation would

@@ -21,21 +21,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.consent.schemas import SubjectConsents
-from app.core.deps import (
-    ConsentRead,
-    SubjectErase,
-    SubjectExport,
-    request_uow,
-)
+from app.core.deps import request_uow, require
 from app.core.instants import Instant
 from app.core.openapi import model_response, problems
 from app.core.routing import AppRoute, hot
+from app.core.security import Principal
 from app.core.subject_id import SUBJECT_ID_MAX, SUBJECT_ID_RULES
 from app.policies.schemas import KEY_PATTERN
 from app.subjects.service import SubjectExport as SubjectExportOut
 from app.subjects.service import SubjectService
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+ConsentReadScope = Annotated[Principal, Depends(require("consent:read"))]
+SubjectExportScope = Annotated[Principal, Depends(require("consent:read", "dsar:read"))]
+SubjectEraseScope = Annotated[Principal, Depends(require("consent:write", "dsar:write"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[SubjectService]:
@@ -71,7 +71,7 @@ SubjectId = Annotated[
 async def get_subject_consents(
     subject_id: SubjectId,
     service: ServiceDep,
-    who: ConsentRead,
+    who: ConsentReadScope,
     policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     as_of: Annotated[Instant | None, Query(description="Answer for this past instant")] = None,
 ) -> Any:
@@ -88,7 +88,7 @@ async def get_subject_consents(
     responses=problems(404),
 )
 async def export_subject(
-    subject_id: SubjectId, service: ServiceDep, who: SubjectExport
+    subject_id: SubjectId, service: ServiceDep, who: SubjectExportScope
 ) -> SubjectExportOut:
     return await service.export(who, subject_id)
 
@@ -105,6 +105,8 @@ async def export_subject(
     f"Subject ids: {SUBJECT_ID_RULES}",
     responses=problems(404, 409),
 )
-async def erase_subject(subject_id: SubjectId, service: ServiceDep, who: SubjectErase) -> Response:
+async def erase_subject(
+    subject_id: SubjectId, service: ServiceDep, who: SubjectEraseScope
+) -> Response:
     await service.erase(who, subject_id)
     return Response(status_code=204)

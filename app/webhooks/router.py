@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import WebhooksManage, request_session
+from app.core.deps import request_session, require
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
+from app.core.security import Principal
 from app.webhooks.models import DeliveryStatus
 from app.webhooks.schemas import (
     WebhookCreate,
@@ -25,6 +26,8 @@ from app.webhooks.schemas import (
 from app.webhooks.service import WebhookService
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=AppRoute)
+# the scopes each route requires (app/core/deps.py: require)
+WebhooksManageScope = Annotated[Principal, Depends(require("webhooks:manage"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[WebhookService]:
@@ -51,7 +54,7 @@ ServiceDep = Annotated[WebhookService, Depends(get_service)]
 async def create_webhook(
     body: WebhookCreate,
     service: ServiceDep,
-    who: WebhooksManage,
+    who: WebhooksManageScope,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create(who, body, idempotency_key)
@@ -69,7 +72,7 @@ async def create_webhook(
 )
 async def list_webhooks(
     service: ServiceDep,
-    who: WebhooksManage,
+    who: WebhooksManageScope,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> WebhookList:
@@ -84,7 +87,7 @@ async def list_webhooks(
     summary="Unsubscribe (pending deliveries are dropped)",
     responses=problems(404),
 )
-async def delete_webhook(id: uuid.UUID, service: ServiceDep, who: WebhooksManage) -> Response:
+async def delete_webhook(id: uuid.UUID, service: ServiceDep, who: WebhooksManageScope) -> Response:
     await service.delete(who, id)
     return Response(status_code=204)
 
@@ -100,7 +103,7 @@ async def delete_webhook(id: uuid.UUID, service: ServiceDep, who: WebhooksManage
     responses=problems(404),
 )
 async def ping_webhook(
-    id: uuid.UUID, service: ServiceDep, who: WebhooksManage
+    id: uuid.UUID, service: ServiceDep, who: WebhooksManageScope
 ) -> WebhookDeliveryRead:
     return await service.ping(who, id)
 
@@ -115,7 +118,7 @@ async def ping_webhook(
 async def list_webhook_deliveries(
     id: uuid.UUID,
     service: ServiceDep,
-    who: WebhooksManage,
+    who: WebhooksManageScope,
     status: DeliveryStatus | None = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
