@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from app.core.instants import Instant
+from app.rules.regimes import Regime
 
 Unit = Literal["hours", "days", "business_days", "weeks", "months", "years"]
 Right = Literal[
@@ -20,17 +21,6 @@ Right = Literal[
     "objection",
     "withdraw_consent",
     "opt_out",
-]
-Regime = Literal[
-    "gdpr",
-    "uk_gdpr",
-    "ccpa_cpra",
-    "pipeda",
-    "quebec_law25",
-    "bc_pipa",
-    "lgpd",
-    "morocco_09_08",
-    "custom",
 ]
 # received: at receipt whatever verification (CCPA); verified: at identity verification;
 # received_or_identity: at receipt, or at the receipt of the identity information the

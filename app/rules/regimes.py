@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from app.rules.calendars import check_country, supported_categories
 
-REGIMES = (
+# The regimes with a preset: the one list (the policy schema's `regime` is this Literal).
+Regime = Literal[
     "gdpr",
     "uk_gdpr",
     "ccpa_cpra",
@@ -29,7 +30,8 @@ REGIMES = (
     "lgpd",
     "morocco_09_08",
     "custom",
-)
+]
+REGIMES: tuple[str, ...] = get_args(Regime)
 RULE_FIELDS = (
     "within",
     "extension",
