@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(audit_router)
     app.include_router(reports_router)
     app.include_router(ops_router)
-    # Middleware is added innermost first: the hot routes' handlers (app/core/routing.py) run
+    # Middleware is added innermost first: the hot routes' binder (app/core/routing.py) runs
     # inside CORS and the request context, like every route.
     app.add_middleware(HotPaths, api=app)
     if settings.cors_origin_list:

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(default=15_000, ge=0)
     rate_limit_writes: int | None = Field(default=None, ge=1, description="per tenant per minute")
     log_level: str = "INFO"
-    # The hot routes' fast handlers (app/core/routing.py); off = every request through FastAPI's
+    # The hot routes' binder (app/core/routing.py); off = every request through FastAPI's
     # dependency solver (the equivalence tests compare both).
     fast_paths: bool = True
 

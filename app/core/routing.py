@@ -42,6 +42,7 @@ layer off (the equivalence tests run both ways; tests/hardening/test_fast_paths.
 
 from __future__ import annotations
 
+import copy
 import email.message
 import inspect
 import json
@@ -51,9 +52,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
+from fastapi._compat import field_annotation_is_sequence
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.dependencies.utils import (
+    _get_param_aliases,
+    _get_param_model,
+    request_body_to_args,
+    request_params_to_args,
+)
 from fastapi.params import Form
 from fastapi.routing import APIRoute, serialize_response
 from fastapi.utils import is_body_allowed_for_status_code
@@ -132,13 +139,85 @@ def _is_coroutine(call: Any) -> bool:
 
 
 @dataclass(slots=True)
+class _Scalar:
+    """One scalar parameter, bound as `request_params_to_args` binds it (one request key;
+    absent → the default, or refused when required), with its lookups done once."""
+
+    field: Any  # fastapi ModelField
+    name: str
+    key: str
+    loc: tuple[str, str]
+    required: bool
+    default: Any
+    validate_default: bool
+
+    @classmethod
+    def of(cls, field: Any) -> _Scalar | None:
+        """None for what only FastAPI's general binding handles (sequences, models, several
+        aliases): that kind of parameter is then bound by `request_params_to_args`."""
+        if _get_param_model(field) is not None or field_annotation_is_sequence(
+            field.field_info.annotation
+        ):
+            return None
+        aliases = _get_param_aliases(field)
+        if len(aliases) != 1:
+            return None
+        key = aliases[0][1]
+        info = field.field_info
+        return cls(
+            field,
+            field.name,
+            key,
+            (info.in_.value, key),
+            info.is_required(),
+            info.default,
+            bool(info.validate_default),
+        )
+
+
+class _Kind:
+    """The parameters of one kind (path, query, header, cookie) at one dependant level."""
+
+    __slots__ = ("fields", "scalars")
+
+    def __init__(self, fields: list[Any]) -> None:
+        self.fields = fields
+        scalars = [_Scalar.of(f) for f in fields]
+        self.scalars: list[_Scalar] | None = (
+            None if any(s is None for s in scalars) else [s for s in scalars if s is not None]
+        )
+
+    def bind(self, received: Mapping[str, Any], values: dict[str, Any]) -> bool:
+        if self.scalars is None:
+            bound, errors = request_params_to_args(self.fields, received)
+            if errors:
+                return False
+            values.update(bound)
+            return True
+        for p in self.scalars:
+            value = received.get(p.key)
+            if value is None:
+                if p.required:
+                    return False
+                value = copy.deepcopy(p.default)
+                if not p.validate_default:
+                    values[p.name] = value
+                    continue
+            v, errors = p.field.validate(value, values, loc=p.loc)
+            if errors:
+                return False
+            values[p.name] = v
+        return True
+
+
+@dataclass(slots=True)
 class _Params:
     """What one dependant level binds from the request itself."""
 
-    path: list[Any]
-    query: list[Any]
-    header: list[Any]
-    cookie: list[Any]
+    path: _Kind | None
+    query: _Kind | None
+    header: _Kind | None
+    cookie: _Kind | None
     request_name: str | None
     connection_name: str | None
     response_name: str | None
@@ -156,29 +235,30 @@ class _Params:
         ]
         if unsupported:
             raise TypeError(f"{where}: a hot route cannot bind {', '.join(unsupported)}")
+
+        def kind(fields: list[Any]) -> _Kind | None:
+            return _Kind(list(fields)) if fields else None
+
         return cls(
-            list(dependant.path_params),
-            list(dependant.query_params),
-            list(dependant.header_params),
-            list(dependant.cookie_params),
+            kind(dependant.path_params),
+            kind(dependant.query_params),
+            kind(dependant.header_params),
+            kind(dependant.cookie_params),
             dependant.request_param_name,
             dependant.http_connection_param_name,
             dependant.response_param_name,
         )
 
-    def bind(self, request: Request, response: Response, values: dict[str, Any]) -> bool:
+    def bind(self, request: Request, response: Response | None, values: dict[str, Any]) -> bool:
         """Adds this level's parameters to `values`; False when a field refuses its value."""
-        for fields, received in (
-            (self.path, request.path_params),
-            (self.query, request.query_params),
-            (self.header, request.headers),
-            (self.cookie, request.cookies),
-        ):
-            if fields:
-                bound, errors = request_params_to_args(fields, received)
-                if errors:
-                    return False
-                values.update(bound)
+        if self.path is not None and not self.path.bind(request.path_params, values):
+            return False
+        if self.query is not None and not self.query.bind(request.query_params, values):
+            return False
+        if self.header is not None and not self.header.bind(request.headers, values):
+            return False
+        if self.cookie is not None and not self.cookie.bind(request.cookies, values):
+            return False
         if self.request_name is not None:
             values[self.request_name] = request
         if self.connection_name is not None:
@@ -225,8 +305,14 @@ class _Bound:
 
     values: dict[str, Any]
     cache: dict[Any, Any]
-    response: Response
+    response: Response | None
     generators: list[tuple[_Dependency, dict[str, Any]]] = field(default_factory=list)
+
+
+def _takes_response(params: _Params, dependencies: list[_Dependency]) -> bool:
+    return params.response_name is not None or any(
+        _takes_response(d.params, d.needs) for d in dependencies
+    )
 
 
 class HotRoute:
@@ -243,7 +329,12 @@ class HotRoute:
         self.params = _Params.of(dependant, where)
         self.body_params = list(dependant.body_params)
         self.embed_body = bool(getattr(route, "_embed_body_fields", False))
+        # one body parameter not embedded: the body is that parameter's value
+        self.single_body = (
+            self.body_params[0] if len(self.body_params) == 1 and not self.embed_body else None
+        )
         self.dependencies = _compile(dependant, where)
+        self.takes_response = _takes_response(self.params, self.dependencies)
         response_class = route.response_class
         self.default_response_class = isinstance(response_class, DefaultPlaceholder)
         self.response_class: type[Response] = (
@@ -254,18 +345,26 @@ class HotRoute:
 
     async def bind(self, request: Request) -> _Bound | None:
         """Phase 1 (module docstring): the bound request, or None having changed nothing."""
-        response = Response()
-        del response.headers["content-length"]
-        response.status_code = None  # type: ignore[assignment]
+        response = None
+        if self.takes_response:  # a `Response` parameter somewhere: FastAPI's blank one
+            response = Response()
+            del response.headers["content-length"]
+            response.status_code = None  # type: ignore[assignment]
         bound = _Bound({}, {}, response)
         if self.body_params:
             body = await _json_body(request)
             if body is _NOT_BOUND:
                 return None
-            values, errors = await request_body_to_args(self.body_params, body, self.embed_body)
-            if errors:
-                return None
-            bound.values.update(values)
+            if self.single_body is not None:  # request_body_to_args' own shortcut
+                value, errors = self.single_body.validate(body, {}, loc=("body",))
+                if errors:
+                    return None
+                bound.values[self.single_body.name] = value
+            else:
+                values, errors = await request_body_to_args(self.body_params, body, self.embed_body)
+                if errors:
+                    return None
+                bound.values.update(values)
         if not self.params.bind(request, response, bound.values):
             return None
         try:
@@ -314,7 +413,7 @@ class HotRoute:
             return raw
         return await self._answer(raw, bound.response)
 
-    async def _answer(self, raw: Any, sub: Response) -> Response:
+    async def _answer(self, raw: Any, sub: Response | None) -> Response:
         """A returned value answered as FastAPI answers it (fastapi.routing.get_request_handler)."""
         route = self.route
         dump_json = route.response_field is not None and self.default_response_class
@@ -330,7 +429,7 @@ class HotRoute:
             dump_json=dump_json,
         )
         args: dict[str, Any] = {}
-        status = sub.status_code or route.status_code
+        status = (sub.status_code if sub is not None else None) or route.status_code
         if status is not None:
             args["status_code"] = status
         if dump_json:
@@ -339,7 +438,8 @@ class HotRoute:
             response = self.response_class(content, **args)
         if not is_body_allowed_for_status_code(response.status_code):
             response.body = b""
-        response.headers.raw.extend(sub.headers.raw)
+        if sub is not None:
+            response.headers.raw.extend(sub.headers.raw)
         return response
 
 
@@ -350,12 +450,7 @@ async def _json_body(request: Request) -> Any:
     content_type = request.headers.get("content-type")
     if not content_type:
         return _NOT_BOUND
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    if message.get_content_maintype() != "application" or not (
-        subtype == "json" or subtype.endswith("+json")
-    ):
+    if content_type != "application/json" and not _is_json(content_type):
         return _NOT_BOUND
     try:
         if not await request.body():
@@ -363,6 +458,16 @@ async def _json_body(request: Request) -> Any:
         return await request.json()
     except (ClientDisconnect, ValueError, RecursionError, InvalidCharacter):
         return _NOT_BOUND
+
+
+def _is_json(content_type: str) -> bool:
+    """FastAPI's test of a JSON body's media type (fastapi.routing.get_request_handler)."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 class AppRoute(APIRoute):

@@ -1,10 +1,10 @@
-"""The hot routes' fast handlers (app/core/routing.py) answer exactly as the declared routes do.
+"""The hot routes (app/core/routing.py) answer exactly as the declared routes do.
 
 Two apps on the same database, one with FAST_PATHS on and one with it off, each in its own
 tenant with the same policy, receive the same requests at the same pinned instant: status,
 content type, Location/ETag/Retry-After and body must be equal once generated ids are
 replaced by placeholders. A counter on FastAPI's dependency solver shows which requests the
-fast handlers took and which they left to FastAPI.
+binder took and which it left to FastAPI.
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ async def test_hot_routes_answer_cors_like_every_route(
     assert hot.status_code == 201
     assert hot.headers["access-control-allow-origin"] == "https://app.example"
     assert declared.headers["access-control-allow-origin"] == "https://app.example"
-    assert head.status_code in (200, 405)  # HEAD is FastAPI's to answer, not a hot handler's
+    assert head.status_code in (200, 405)  # HEAD is FastAPI's to answer: only the declared method is hot
 
 
 async def _status_when_the_client_leaves(app: Any, scope: dict[str, Any]) -> int:
