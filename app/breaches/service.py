@@ -43,6 +43,7 @@ from app.rules.calendars import calendar_for
 from app.rules.deadlines import BreachDeadlines, breach_deadlines
 from app.rules.explain import Step, describe_period, local_moment, rule_name
 from app.rules.periods import Period, add_period, zone
+from app.rules.policy import ResolvedPolicy
 from app.rules.regimes import cite
 
 # A client's clock may run a little ahead of ours: "now" from a script is not "the future".
@@ -134,7 +135,7 @@ def _apply_duties(incident: BreachIncident, bd: BreachDeadlines, extra: list[Ste
     refresh_next_due(incident)
 
 
-def keep_until(resolved: dict[str, Any], aware_at: datetime) -> tuple[datetime | None, list[Step]]:
+def keep_until(resolved: ResolvedPolicy, aware_at: datetime) -> tuple[datetime | None, list[Step]]:
     """`aware_at` + the policy's `breach.records_kept_for`, with the step that says so."""
     breach = resolved.get("breach") or {}
     period = Period.of(breach.get("records_kept_for"))
@@ -160,7 +161,7 @@ def keep_until(resolved: dict[str, Any], aware_at: datetime) -> tuple[datetime |
 
 
 def _deadlines(
-    resolved: dict[str, Any], aware_at: datetime, risk: BreachRisk, role: BreachRole
+    resolved: ResolvedPolicy, aware_at: datetime, risk: BreachRisk, role: BreachRole
 ) -> BreachDeadlines:
     return breach_deadlines(
         resolved,

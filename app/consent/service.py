@@ -51,6 +51,7 @@ from app.policies.cache import VersionSnapshot, in_force, version_in_force
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService, UnknownPolicy
 from app.rules.periods import Period, add_period
+from app.rules.policy import ConsentPurposeRule
 
 # A device's clock may run a little ahead; beyond this an event "in the future" is refused
 # (it would otherwise pin the state against every real event until that moment).
@@ -130,7 +131,9 @@ def state_name(state: ConsentAction | str, expires_at: datetime | None, at: date
     return cast(StateName, value)  # the three actions are three of the state names
 
 
-def expiry(purpose: dict[str, Any], action: str, occurred_at: datetime, tz: str) -> datetime | None:
+def expiry(
+    purpose: ConsentPurposeRule, action: str, occurred_at: datetime, tz: str
+) -> datetime | None:
     """Only a grant lapses: occurred_at + the purpose's `expires_after` (rules module)."""
     period = purpose.get("expires_after")
     if action != "granted" or not period:

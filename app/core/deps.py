@@ -17,18 +17,11 @@ from app.core.uow import UnitOfWork
 bearer = HTTPBearer(auto_error=False, description="JWT from `python -m app token`")
 
 
-@asynccontextmanager
-async def request_uow(request: Request) -> AsyncIterator[UnitOfWork]:
-    """The request's unit of work (app/core/uow.py): its session, and the bare pool behind it
-    for a write that is one statement (PostgreSQL)."""
+def request_uow(request: Request) -> UnitOfWork:
+    """The request's unit of work (app/core/uow.py), to use as `async with`: its session, and
+    the bare pool behind it for a write that is one statement (PostgreSQL)."""
     state = request.app.state
-    # built here rather than through uow.unit_of_work: one context manager less on the hot
-    # routes, whose service factories wrap this one
-    uow = UnitOfWork(state.sessionmaker(), getattr(state, "raw_pool", None))
-    try:
-        yield uow
-    finally:
-        await uow.close()
+    return UnitOfWork(state.sessionmaker(), getattr(state, "raw_pool", None))
 
 
 @asynccontextmanager

@@ -47,7 +47,7 @@ import email.message
 import inspect
 import json
 from collections.abc import Callable, Coroutine, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -276,6 +276,25 @@ class _Dependency:
     needs: list[_Dependency]
     generator: bool
     use_cache: bool
+    # the generator as a context manager (built once); for a plain dependency, unused
+    context: Callable[..., AbstractAsyncContextManager[Any]] = field(init=False)
+    binds: bool = field(init=False)  # whether it takes anything from the request itself
+
+    def __post_init__(self) -> None:
+        self.context = asynccontextmanager(self.call)
+        p = self.params
+        self.binds = any(
+            x is not None
+            for x in (
+                p.path,
+                p.query,
+                p.header,
+                p.cookie,
+                p.request_name,
+                p.connection_name,
+                p.response_name,
+            )
+        )
 
 
 def _compile(dependant: Dependant, where: str) -> list[_Dependency]:
@@ -387,9 +406,9 @@ class HotRoute:
                     into[dep.name] = bound.cache[dep.call]
                 continue
             values: dict[str, Any] = {}
-            if not dep.params.bind(request, bound.response, values):
+            if dep.binds and not dep.params.bind(request, bound.response, values):
                 return False
-            if not await self._solve(dep.needs, request, bound, values):
+            if dep.needs and not await self._solve(dep.needs, request, bound, values):
                 return False
             if dep.generator:  # entered in phase 2 (only at the top level: _compile)
                 bound.generators.append((dep, values))
@@ -403,12 +422,20 @@ class HotRoute:
 
     async def serve(self, request: Request, bound: _Bound) -> Response:
         """Phase 2 (module docstring): the generator dependencies, the endpoint, the answer."""
-        async with AsyncExitStack() as stack:
-            for dep, values in bound.generators:
-                solved = await stack.enter_async_context(asynccontextmanager(dep.call)(**values))
+        generators = bound.generators
+        if len(generators) == 1:  # the usual case (the service): no exit stack needed
+            dep, values = generators[0]
+            async with dep.context(**values) as solved:
                 if dep.name is not None:
                     bound.values[dep.name] = solved
-            raw = await self.endpoint(**bound.values)  # type: ignore[misc]
+                raw = await self.endpoint(**bound.values)  # type: ignore[misc]
+        else:
+            async with AsyncExitStack() as stack:
+                for dep, values in generators:
+                    solved = await stack.enter_async_context(dep.context(**values))
+                    if dep.name is not None:
+                        bound.values[dep.name] = solved
+                raw = await self.endpoint(**bound.values)  # type: ignore[misc]
         if isinstance(raw, Response):
             return raw
         return await self._answer(raw, bound.response)

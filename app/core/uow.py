@@ -97,6 +97,12 @@ class UnitOfWork:
         if self.session.in_transaction():
             await self.session.rollback()
 
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Closing is only needed when a transaction is still open (after an error): a
         session that never began one, or has committed, holds no connection."""

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from app.rules.policy import ConsentPurposeRule, ResolvedPolicy
+
 TTL_SECONDS = 2.0
 MAX_POLICIES = 10_000
 
@@ -35,9 +37,9 @@ class VersionSnapshot:
     version: int
     effective_at: datetime
     published_at: datetime
-    resolved: dict[str, Any]
+    resolved: ResolvedPolicy
     # the resolved consent purposes by key, indexed once (every consent write looks one up)
-    purposes: dict[str, dict[str, Any]] = field(init=False, compare=False)
+    purposes: dict[str, ConsentPurposeRule] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         by_key = {p["key"]: p for p in self.resolved.get("consent_purposes") or []}

@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, Uui
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime
+from app.rules.policy import ResolvedPolicy
 
 
 class Policy(Base):
@@ -36,7 +37,7 @@ class PolicyVersion(Base):
     policy_key: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     declared: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    resolved: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    resolved: Mapped[ResolvedPolicy] = mapped_column(JSONType)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
     published_by: Mapped[str] = mapped_column(String(200))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from app.core.instants import Instant
-from app.rules.regimes import Regime
+from app.rules.policy import Regime
 
 Unit = Literal["hours", "days", "business_days", "weeks", "months", "years"]
 Right = Literal[

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from app.rules.calendars import WorkCalendar, calendar_for
 from app.rules.explain import Step, describe_period, local_moment, rule_name, utc_text, weekday
 from app.rules.periods import Period, add_period, add_to_date, end_of_local_day, zone
+from app.rules.policy import ResolvedPolicy
 from app.rules.regimes import PRESETS, cite
 
 Risk = Literal["unlikely", "risk", "high_risk"]
@@ -43,7 +44,7 @@ class _Context:
     calendar: WorkCalendar
 
 
-def _context(resolved: Mapping[str, Any]) -> _Context:
+def _context(resolved: ResolvedPolicy) -> _Context:
     jur = resolved["jurisdiction"]
     return _Context(zone(jur["timezone"]), jur["timezone"], calendar_for(jur["calendar"]))
 
@@ -163,7 +164,7 @@ class DsarDeadlines:
         }
 
 
-def rule_for(resolved: Mapping[str, Any], type: str, requester: str = "subject") -> dict[str, Any]:
+def rule_for(resolved: ResolvedPolicy, type: str, requester: str = "subject") -> dict[str, Any]:
     """The rule governing a request of `type`: its own rule if the policy or the regime has
     one for this requester, else the default. A rule that `applies_to` controller
     instructions governs only requests a controller relays to its processor."""
@@ -176,7 +177,7 @@ def rule_for(resolved: Mapping[str, Any], type: str, requester: str = "subject")
     return dict(rule)
 
 
-def _legal_rule(resolved: Mapping[str, Any], type: str) -> dict[str, Any]:
+def _legal_rule(resolved: ResolvedPolicy, type: str) -> dict[str, Any]:
     base = PRESETS[resolved["jurisdiction"]["regime"]]["response"]
     return {**base["default"], **base["by_type"].get(type, {})}
 
@@ -312,7 +313,7 @@ def _due_text(ctx: _Context, at: datetime, d: date, hours: bool) -> str:
 
 
 def dsar_deadlines(
-    resolved: Mapping[str, Any],
+    resolved: ResolvedPolicy,
     *,
     type: str,
     received_at: datetime,
@@ -574,7 +575,7 @@ def _duty_words(label: str, when: str, risk: str, required: bool) -> str:
 
 
 def breach_deadlines(
-    resolved: Mapping[str, Any],
+    resolved: ResolvedPolicy,
     *,
     aware_at: datetime,
     risk: Risk,
@@ -582,7 +583,8 @@ def breach_deadlines(
 ) -> BreachDeadlines:
     """Who must be told of a breach assessed at `risk`, and by when, counted from awareness."""
     ctx = _context(resolved)
-    breach = resolved["breach"]
+    # read by field name (the audiences share their code): the rules as a plain mapping
+    breach: Mapping[str, Any] = resolved["breach"]
     legal = PRESETS[resolved["jurisdiction"]["regime"]]["breach"]
     aware_at = aware_at.astimezone(UTC)
     steps = [
@@ -678,7 +680,7 @@ def breach_deadlines(
 
 
 def effective_at(
-    resolved: Mapping[str, Any], *, published_at: datetime, is_first_version: bool
+    resolved: ResolvedPolicy, *, published_at: datetime, is_first_version: bool
 ) -> datetime:
     """When a version governs from. Version 1: its publication (and it also governs every
     earlier instant). A later version: publication + the change notice, at the same local

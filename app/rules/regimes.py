@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any, cast, get_args
 
 from app.rules.calendars import check_country, supported_categories
+from app.rules.policy import (
+    BreachRules,
+    CalendarRules,
+    ConsentPurposeRule,
+    PeriodRule,
+    Regime,
+    ResolvedPolicy,
+    ResponseRules,
+    RetentionRule,
+)
 
-# The regimes with a preset: the one list (the policy schema's `regime` is this Literal).
-Regime = Literal[
-    "gdpr",
-    "uk_gdpr",
-    "ccpa_cpra",
-    "pipeda",
-    "quebec_law25",
-    "bc_pipa",
-    "lgpd",
-    "morocco_09_08",
-    "custom",
-]
+# The regimes with a preset: the one list is rules.policy.Regime (a Literal).
 REGIMES: tuple[str, ...] = get_args(Regime)
 RULE_FIELDS = (
     "within",
@@ -706,13 +705,13 @@ def _calendar(jur: Mapping[str, Any], preset_cal: Mapping[str, Any]) -> dict[str
     }
 
 
-def resolve(declared: Mapping[str, Any]) -> dict[str, Any]:
+def resolve(declared: Mapping[str, Any]) -> ResolvedPolicy:
     """The rules in force: the declared configuration merged over its regime's preset.
 
     `declared` is the policy as published (fields the caller did not send are absent; an
     explicit null removes a preset value, e.g. `"extension": null`)."""
     jur = declared["jurisdiction"]
-    regime = str(jur["regime"])
+    regime = cast(Regime, str(jur["regime"]))
     base = PRESETS[regime]
     rights = list(declared["rights"])
 
@@ -765,16 +764,22 @@ def resolve(declared: Mapping[str, Any]) -> dict[str, Any]:
             "country": jur["country"],
             "subdivision": jur.get("subdivision"),
             "timezone": jur["timezone"],
-            "calendar": _calendar(jur, base["calendar"]),
+            "calendar": cast(CalendarRules, _calendar(jur, base["calendar"])),
         },
         "rights": rights,
-        "response": {"default": default, "by_type": by_type},
-        "retention": [{**_RETENTION_DEFAULTS, **r} for r in declared.get("retention") or []],
-        "breach": breach,
+        "response": cast(ResponseRules, {"default": default, "by_type": by_type}),
+        "retention": [
+            cast(RetentionRule, {**_RETENTION_DEFAULTS, **r})
+            for r in declared.get("retention") or []
+        ],
+        "breach": cast(BreachRules, breach),
         "consent_purposes": [
-            {**_PURPOSE_DEFAULTS, **p} for p in declared.get("consent_purposes") or []
+            cast(ConsentPurposeRule, {**_PURPOSE_DEFAULTS, **p})
+            for p in declared.get("consent_purposes") or []
         ],
         "minimum_age": declared.get("minimum_age"),
-        "change_notice": declared.get("change_notice") or {"value": 0, "unit": "days"},
+        "change_notice": cast(
+            PeriodRule, declared.get("change_notice") or {"value": 0, "unit": "days"}
+        ),
         "effective_from": declared.get("effective_from"),
     }

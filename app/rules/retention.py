@@ -19,6 +19,7 @@ from typing import Any
 from app.rules.calendars import WorkCalendar, calendar_for
 from app.rules.explain import Step, describe_period
 from app.rules.periods import Period, add_period, add_to_date, zone
+from app.rules.policy import ResolvedPolicy
 
 PROBLEM_BASE = "https://privacy-rights.example/problems/"
 
@@ -132,7 +133,7 @@ class _Zone:
 
 
 def evaluate_retention(
-    resolved: Mapping[str, Any], records: Iterable[Mapping[str, Any]]
+    resolved: ResolvedPolicy, records: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """`records`: mappings with `category`, `collected_at` (aware datetime) and optional
     `events` (name → aware datetime). Returns `{"results": [...], "explanations": {...}}` with
