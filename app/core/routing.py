@@ -138,6 +138,10 @@ def _is_coroutine(call: Any) -> bool:
     )
 
 
+_IMMUTABLE = (type(None), str, bytes, int, float, bool, tuple, frozenset)
+_NO_QUERY: Mapping[str, Any] = {}  # no query string: nothing to parse
+
+
 @dataclass(slots=True)
 class _Scalar:
     """One scalar parameter, bound as `request_params_to_args` binds it (one request key;
@@ -150,6 +154,7 @@ class _Scalar:
     required: bool
     default: Any
     validate_default: bool
+    copy_default: bool  # FastAPI hands each request its own copy of a mutable default
 
     @classmethod
     def of(cls, field: Any) -> _Scalar | None:
@@ -172,6 +177,7 @@ class _Scalar:
             info.is_required(),
             info.default,
             bool(info.validate_default),
+            not isinstance(info.default, _IMMUTABLE),
         )
 
 
@@ -199,7 +205,7 @@ class _Kind:
             if value is None:
                 if p.required:
                     return False
-                value = copy.deepcopy(p.default)
+                value = copy.deepcopy(p.default) if p.copy_default else p.default
                 if not p.validate_default:
                     values[p.name] = value
                     continue
@@ -253,7 +259,9 @@ class _Params:
         """Adds this level's parameters to `values`; False when a field refuses its value."""
         if self.path is not None and not self.path.bind(request.path_params, values):
             return False
-        if self.query is not None and not self.query.bind(request.query_params, values):
+        if self.query is not None and not self.query.bind(
+            request.query_params if request.scope["query_string"] else _NO_QUERY, values
+        ):
             return False
         if self.header is not None and not self.header.bind(request.headers, values):
             return False
