@@ -522,7 +522,13 @@ class AppRoute(APIRoute):
         return handler
 
 
-_BOUND = "app.hot_bound"
+_PENDING = "app.hot_exception"
+
+
+async def _raise_pending(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app inside `HotPaths.answering`: raises the hot route's exception again, for
+    Starlette's ExceptionMiddleware to answer with the app's handler."""
+    raise scope.pop(_PENDING)
 
 
 class HotPaths:
@@ -537,7 +543,7 @@ class HotPaths:
         handlers: Mapping[Any, Any] = {
             k: v for k, v in api.exception_handlers.items() if k not in (500, Exception)
         }
-        self.serving = ExceptionMiddleware(self._serve, handlers=handlers)
+        self.answering = ExceptionMiddleware(_raise_pending, handlers=handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -552,17 +558,18 @@ class HotPaths:
                 request = AppRequest(scope, receive)
                 bound = await binding.bind(request)
                 if bound is not None:
-                    scope[_BOUND] = (binding, request, bound)
-                    await self.serving(scope, receive, send)
+                    try:
+                        response = await binding.serve(request, bound)
+                    except Exception as exc:
+                        # answered by the app's handlers, looked up by Starlette itself (paid
+                        # only when something is raised: nothing has been sent yet)
+                        scope[_PENDING] = exc
+                        await self.answering(scope, receive, send)
+                        return
+                    await response(scope, receive, send)
                     return
                 receive = _replaying(request.received, receive)
         await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
-        binding, request, bound = scope.pop(_BOUND)
-        response = await binding.serve(request, bound)
-        await response(scope, receive, send)
 
 
 def _match(scope: Scope) -> tuple[HotRoute, Scope] | None:

@@ -61,8 +61,11 @@ class UnitOfWork:
 
     @property
     def has_written(self) -> bool:
-        s = self.session
-        return bool(s.info.get(_WROTE) or s.new or s.dirty or s.deleted)
+        """A write reported by the session, or objects added, changed or deleted and not yet
+        flushed (the same facts as `session.new`, `dirty` and `deleted`, without building
+        those sets: this is asked on every hot request)."""
+        s = self.session.sync_session
+        return bool(s.info.get(_WROTE) or s._new or s._deleted or s.identity_map.check_modified())
 
     def _alone(self) -> asyncpg.Pool | None:
         if self._pool is None or self.has_written:
