@@ -338,7 +338,7 @@ async def test_hot_routes_answer_cors_like_every_route(
     assert hot.status_code == 201
     assert hot.headers["access-control-allow-origin"] == "https://app.example"
     assert declared.headers["access-control-allow-origin"] == "https://app.example"
-    assert head.status_code in (200, 405)  # HEAD is FastAPI's to answer: only the declared method is hot
+    assert head.status_code in (200, 405)  # HEAD: FastAPI's to answer (only GET is hot)
 
 
 async def _status_when_the_client_leaves(app: Any, scope: dict[str, Any]) -> int:
