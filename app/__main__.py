@@ -10,7 +10,8 @@ import sys
 from typing import Any
 
 from app.core.config import ConfigurationError, Settings, get_settings
-from app.core.security import load_key_config, mint_token, parse_scopes
+from app.core.errors import Unauthorized
+from app.core.security import load_key_config, mint_token, parse_scopes, verify_token
 
 
 def openapi_document() -> dict[str, Any]:
@@ -52,6 +53,25 @@ async def run_worker(settings: Settings, once: bool) -> int:
     return 0
 
 
+def mint_checked(tenant: str, scopes: list[str], sub: str, ttl: int) -> str:
+    """A token the service configured by this environment accepts, or ConfigurationError.
+
+    The dev secret is read, never created, here: one invented now would not be the one the
+    running server holds. The token is verified with the service's own check before it is
+    printed (an AUTH_PRIVATE_KEY that is not AUTH_PUBLIC_KEY's pair fails here, not at the
+    first request)."""
+    keys = load_key_config(get_settings(), create_dev_secret=False)
+    token = mint_token(keys, tenant=tenant, scopes=scopes, sub=sub, ttl_seconds=ttl)
+    try:
+        verify_token(keys, token)
+    except Unauthorized:
+        raise ConfigurationError(
+            "the service would refuse a token signed with this configuration "
+            "(does AUTH_PRIVATE_KEY belong to AUTH_PUBLIC_KEY?)"
+        ) from None
+    return token
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--tenant must be 1 to 64 characters")
         if args.ttl <= 0:
             raise ValueError("--ttl must be positive")
-        keys = load_key_config(get_settings())
-        print(
-            mint_token(keys, tenant=args.tenant, scopes=scopes, sub=args.sub, ttl_seconds=args.ttl)
-        )
+        print(mint_checked(args.tenant, scopes, args.sub, args.ttl))
     except (ValueError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

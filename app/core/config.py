@@ -1,8 +1,13 @@
 """Settings from the environment (pydantic-settings).
 
-The default needs no configuration at all: SQLite beside the working directory and a dev
-signing secret generated once. `APP_ENV=production` refuses to start without a real key,
+The default needs no configuration at all: SQLite in the project directory and a dev signing
+secret generated once beside it. `APP_ENV=production` refuses to start without a real key,
 an issuer and an audience.
+
+A relative SQLite path is taken from the project directory (the one holding `app/` and
+`alembic.ini`), never from the working directory: the server, `alembic upgrade head` and
+`python -m app token` then find the same database, and so the same dev secret, wherever they
+are started from.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./privacy.db"
+# app/core/config.py → the checkout (or the directory the package was copied to).
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///privacy.db"  # relative: in PROJECT_DIR
 
 
 class ConfigurationError(RuntimeError):
@@ -62,6 +69,11 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
 
     @model_validator(mode="after")
+    def _anchor_relative_sqlite_path(self) -> Settings:
+        self.database_url = anchored_database_url(self.database_url)
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.app_env == "production":
             if not (self.auth_secret or self.auth_public_key):
@@ -72,6 +84,10 @@ class Settings(BaseSettings):
                 raise ConfigurationError("APP_ENV=production needs AUTH_ISSUER and AUTH_AUDIENCE")
         if self.auth_secret is not None and len(self.auth_secret) < 32:
             raise ConfigurationError("AUTH_SECRET must be at least 32 characters")
+        if self.auth_private_key and not self.auth_public_key:
+            # The service verifies with AUTH_PUBLIC_KEY only: without it, it would check HS256
+            # tokens against AUTH_SECRET (or the dev secret) and ignore this key.
+            raise ConfigurationError("AUTH_PRIVATE_KEY is set without AUTH_PUBLIC_KEY")
         return self
 
     @property
@@ -93,16 +109,32 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def dev_secret_path(self) -> Path:
-        """Where dev mode keeps its generated HS256 secret.
+        """Where dev mode keeps its generated HS256 secret: one absolute path per database,
+        whatever the working directory.
 
-        Beside the SQLite file; with PostgreSQL (or in-memory SQLite) a git-ignored file in the
-        working directory.
+        Beside the SQLite file (`privacy.db.jwt-secret`); with PostgreSQL (or in-memory SQLite)
+        `.dev-jwt-secret` in the project directory. Both names are git-ignored.
         """
         url = make_url(self.database_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if url.get_backend_name() == "sqlite" and not _in_memory(url.database):
             db = Path(str(url.database))
             return db.with_name(db.name + ".jwt-secret")
-        return Path(".dev-jwt-secret")
+        return PROJECT_DIR / ".dev-jwt-secret"
+
+
+def _in_memory(database: str | None) -> bool:
+    return database in (None, "", ":memory:") or str(database).startswith("file:")
+
+
+def anchored_database_url(value: str) -> str:
+    """A SQLite URL whose file path is relative, made absolute from PROJECT_DIR."""
+    url = make_url(value)
+    if url.get_backend_name() != "sqlite" or _in_memory(url.database):
+        return value
+    path = Path(str(url.database))
+    if path.is_absolute():
+        return value
+    return url.set(database=str(PROJECT_DIR / path)).render_as_string(hide_password=False)
 
 
 @lru_cache(maxsize=1)

@@ -65,8 +65,12 @@ class KeyConfig:
     audience: str | None
 
 
-def load_key_config(settings: Settings) -> KeyConfig:
-    """Resolve the one key (and so the one algorithm) this deployment accepts."""
+def load_key_config(settings: Settings, *, create_dev_secret: bool = True) -> KeyConfig:
+    """Resolve the one key (and so the one algorithm) this deployment accepts.
+
+    In dev mode without a configured key, the generated secret is created on first use unless
+    `create_dev_secret` is false (the token command: a secret it invented would not be the one
+    a server already running holds)."""
     if settings.auth_public_key:
         public = serialization.load_pem_public_key(settings.auth_public_key.encode())
         if isinstance(public, rsa.RSAPublicKey):
@@ -88,23 +92,39 @@ def load_key_config(settings: Settings) -> KeyConfig:
     elif settings.app_env == "production":
         raise ConfigurationError("APP_ENV=production refuses to start without a signing key")
     else:
-        secret = dev_secret(settings.dev_secret_path())
+        secret = dev_secret(settings.dev_secret_path(), create=create_dev_secret)
     return KeyConfig(
         "HS256", secret, secret, settings.auth_key_id, settings.auth_issuer, settings.auth_audience
     )
 
 
-def dev_secret(path: Path) -> str:
+class NoDevSecret(ConfigurationError):
+    """Dev mode has no secret yet and the caller may not invent one."""
+
+
+def dev_secret(path: Path, *, create: bool = True) -> str:
     """Generate the dev-mode HS256 secret once and keep it (0600) for later runs."""
     if path.exists():
         value = path.read_text().strip()
         if len(value) >= 32:
             return value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    if not create:
+        raise NoDevSecret(
+            f"no dev signing secret at {path}: the server creates it when it first starts "
+            "(scripts/serve), and a token signed with any other secret would be refused. "
+            "Start the server once with the same DATABASE_URL, or set AUTH_SECRET to the "
+            "server's value."
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot keep the dev signing secret at {path} ({exc.strerror}): set AUTH_SECRET"
+        ) from exc
     return value
 
 
