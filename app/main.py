@@ -17,6 +17,7 @@ from app.consent.router import router as consent_router
 from app.core.clock import Clock, utc_now
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import Metrics, RequestContextMiddleware
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # install_docs: the same pages, with their assets served from here
+        redoc_url=None,
         openapi_tags=[
             {"name": "policies", "description": "Policies as versioned configuration"},
             {"name": "dsars", "description": "Data-subject requests and their legal clocks"},
@@ -112,6 +115,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         WriteLimiter(settings.rate_limit_writes) if settings.rate_limit_writes else None
     )
     install_error_handlers(app)
+    install_docs(app)
     # FastAPI matches routes one by one in this order: the hottest paths come first.
     app.include_router(consent_router)
     app.include_router(subjects_router)
