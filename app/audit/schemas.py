@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from app.core.instants import InstantOut
 
 
 class AuditEventRead(BaseModel):
@@ -13,7 +14,7 @@ class AuditEventRead(BaseModel):
     chain_seq: int | None = Field(
         description="Position in the tenant's chain; null until the sealer has chained it"
     )
-    at: datetime
+    at: InstantOut
     actor: str = Field(description="The token's `sub` that made the change")
     action: str = Field(examples=["dsar.status_changed"])
     object_type: str = Field(examples=["dsar_ticket"])
@@ -21,7 +22,7 @@ class AuditEventRead(BaseModel):
     data: dict[str, Any] = Field(description="Ids, versions, dates and states; never personal data")
     prev_digest: str | None
     digest: str | None = Field(description="sha256(prev_digest + canonical entry), hex")
-    sealed_at: datetime | None
+    sealed_at: InstantOut | None
 
 
 class AuditEventList(BaseModel):

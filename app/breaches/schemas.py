@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from app.breaches.models import Audience, BreachRisk, BreachRole, BreachStatus
-from app.core.instants import Instant
+from app.core.instants import Instant, InstantOut
 from app.policies.schemas import KEY_PATTERN, StepOut
 
 Category = Annotated[str, Field(min_length=1, max_length=100)]
@@ -137,16 +136,16 @@ class NotificationIn(BaseModel):
 class NotificationOut(BaseModel):
     id: uuid.UUID
     audience: Audience
-    sent_at: datetime
+    sent_at: InstantOut
     reference: str | None
     late: bool = Field(description="Sent after the due instant in force when it was recorded")
     late_reason: str | None
-    recorded_at: datetime
+    recorded_at: InstantOut
 
 
 class BreachEventOut(BaseModel):
     id: uuid.UUID
-    at: datetime
+    at: InstantOut
     actor: str = Field(description="The token's `sub`")
     version: int = Field(description="The incident version this change produced")
     kind: Literal["created", "updated", "notification_recorded"]
@@ -162,8 +161,8 @@ class BreachRead(BaseModel):
     policy_key: str
     policy_version: int = Field(description="The policy version in force at `aware_at`")
     title: str
-    aware_at: datetime
-    occurred_at: datetime | None
+    aware_at: InstantOut
+    occurred_at: InstantOut | None
     data_categories: list[str]
     subjects_affected: int | None
     risk: BreachRisk
@@ -171,14 +170,14 @@ class BreachRead(BaseModel):
     description: str | None
     status: BreachStatus
     authority_notification_required: bool
-    authority_due_at: datetime | None = Field(
+    authority_due_at: InstantOut | None = Field(
         description="null where the law sets no fixed period (see `explanation`)"
     )
     subjects_notification_required: bool
-    subjects_due_at: datetime | None
+    subjects_due_at: InstantOut | None
     controller_notification_required: bool
-    controller_due_at: datetime | None
-    next_due_at: datetime | None = Field(
+    controller_due_at: InstantOut | None
+    next_due_at: InstantOut | None = Field(
         description="The earliest due instant of a required notice not yet sent (null when "
         "none, or once closed)"
     )
@@ -188,14 +187,14 @@ class BreachRead(BaseModel):
         "closed)"
     )
     explanation: list[StepOut]
-    keep_until: datetime | None = Field(
+    keep_until: InstantOut | None = Field(
         description="`aware_at` + the policy's `records_kept_for` (null: no period set)"
     )
-    closed_at: datetime | None
+    closed_at: InstantOut | None
     closing_reason: str | None
     history: list[BreachEventOut] = Field(description="Every change, oldest first")
-    created_at: datetime
-    updated_at: datetime
+    created_at: InstantOut
+    updated_at: InstantOut
     version: int
 
 

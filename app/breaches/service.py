@@ -257,7 +257,7 @@ def incident_facts(incident: BreachIncident) -> dict[str, Any]:
 
 def _json(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value)
     if isinstance(value, BreachStatus | BreachRisk | BreachRole | Audience):
         return value.value
     return value
@@ -561,9 +561,9 @@ class BreachService:
                 )
                 raise LateReasonRequired(
                     f"The notice to {audience.value} was sent after its due instant "
-                    f"{due.isoformat()}: {why}; send them in `late_reason`",
+                    f"{iso(due)}: {why}; send them in `late_reason`",
                     rule=rule,
-                    due_at=due.isoformat(),
+                    due_at=iso(due),
                     errors=[
                         {
                             "loc": ["body", "late_reason"],
@@ -600,7 +600,7 @@ class BreachService:
                     "to": {
                         "id": str(note.id),
                         "audience": audience.value,
-                        "sent_at": body.sent_at.isoformat(),
+                        "sent_at": iso(body.sent_at),
                         "late": late,
                     },
                 }

@@ -10,8 +10,9 @@ so a late event older than the recorded state changes nothing (and is not RETURN
 
 The same statement appends one audit entry per event and one `consent.changed` outbox row
 per state that moved (DESIGN §9: one round trip for event, projection, audit and outbox).
-Their JSON is built here, in Python, so both databases store the same text; it carries ids,
-purposes and states, never the subject identifier.
+Their JSON is built here, in Python, so both databases store the same text. The audit data
+carries ids, purposes and states, never the subject identifier; the `consent.changed` payload
+names the subject (its receiver needs it), and erasure rewrites it to the pseudonym.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from app.consent.models import ConsentEvent, ConsentState
 from app.core import idempotency
 from app.core.db import is_postgres
 from app.core.idempotency import IdempotencyRecord, Idempotent
+from app.core.instants import utc_text
 from app.core.pagination import seek
 from app.core.uow import UnitOfWork
 from app.events import outbox
@@ -70,8 +72,8 @@ class NewEvent:
 
     def __post_init__(self) -> None:
         self.id_text = str(self.id)
-        self.occurred_text = self.occurred_at.isoformat()
-        self.expires_text = self.expires_at.isoformat() if self.expires_at is not None else None
+        self.occurred_text = utc_text(self.occurred_at)
+        self.expires_text = utc_text(self.expires_at) if self.expires_at is not None else None
 
     @property
     def state_key(self) -> tuple[str, str, str]:
@@ -113,9 +115,11 @@ def audit_data(e: NewEvent) -> dict[str, Any]:
 
 
 def changed_data(e: NewEvent) -> dict[str, Any]:
-    """`consent.changed`: the event that now decides the state (fetch its receipt for more)."""
+    """`consent.changed`: whose consent to what is now in which state, and the event that
+    decided it, so that a receiver can act without calling back."""
     return {
         "event_id": e.id_text,
+        "subject_id": e.subject_id,
         "policy_key": e.policy_key,
         "policy_version": e.policy_version,
         "purpose": e.purpose,
@@ -222,6 +226,21 @@ _PG_STATES_OF_SUBJECT = text(
     """
 SELECT policy_key, purpose, state, since, expires_at, event_id FROM consent_state
 WHERE tenant = :tenant AND subject_id = :subject_id
+"""
+)
+
+
+_PG_OUTBOX_PSEUDONYMISE = text(
+    """
+UPDATE outbox_event SET data = jsonb_set(data, '{subject_id}', to_jsonb(CAST(:pseudonym AS text)))
+WHERE tenant = :tenant AND type = 'consent.changed' AND data ->> 'subject_id' = :subject_id
+"""
+)
+_SQLITE_OUTBOX_PSEUDONYMISE = text(
+    """
+UPDATE outbox_event SET data = json_set(data, '$.subject_id', :pseudonym)
+WHERE tenant = :tenant AND type = 'consent.changed'
+    AND json_extract(data, '$.subject_id') = :subject_id
 """
 )
 
@@ -563,6 +582,12 @@ class ConsentRepository:
             .where(ConsentState.tenant == tenant, ConsentState.subject_id == subject_id)
             .values(subject_id=pseudonym)
             .execution_options(synchronize_session=False)
+        )
+        # `consent.changed` payloads name the subject: the outbox rows (kept after delivery,
+        # and those still to be sent) carry the pseudonym from now on.
+        await self.session.execute(
+            _PG_OUTBOX_PSEUDONYMISE if self.is_pg else _SQLITE_OUTBOX_PSEUDONYMISE,
+            {"tenant": tenant, "subject_id": subject_id, "pseudonym": pseudonym},
         )
         return int(events.rowcount), int(states.rowcount)  # type: ignore[attr-defined]
 

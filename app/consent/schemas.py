@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,7 +16,7 @@ from pydantic import (
 )
 
 from app.consent.models import ConsentAction
-from app.core.instants import Instant
+from app.core.instants import Instant, InstantOut
 from app.core.subject_id import SubjectIdIn
 from app.policies.schemas import KEY_PATTERN
 
@@ -70,9 +69,9 @@ class ConsentEventOut(BaseModel):
     subject_id: str
     purpose: str
     action: ConsentAction
-    occurred_at: datetime
-    recorded_at: datetime
-    expires_at: datetime | None = Field(
+    occurred_at: InstantOut
+    recorded_at: InstantOut
+    expires_at: InstantOut | None = Field(
         description="When this grant lapses (occurred_at + the purpose's `expires_after`)"
     )
     source: str | None
@@ -155,15 +154,15 @@ class ConsentEntry(BaseModel):
     policy_key: str
     purpose: str
     state: StateName
-    since: datetime | None
-    expires_at: datetime | None
+    since: InstantOut | None
+    expires_at: InstantOut | None
     event_id: uuid.UUID | None
     default: Literal["granted", "denied"] = Field(description="The policy's default")
 
 
 class SubjectConsents(BaseModel):
     subject_id: str
-    as_of: datetime | None = Field(description="The instant answered for (null: now)")
+    as_of: InstantOut | None = Field(description="The instant answered for (null: now)")
     consents: list[ConsentEntry]
     events: list[ConsentEventOut] | None = Field(
         default=None, description="With `as_of`: the ledger events that justify each state"
@@ -184,8 +183,8 @@ class ReceiptPolicy(BaseModel):
     key: str
     version: int
     title: str
-    published_at: datetime
-    effective_at: datetime
+    published_at: InstantOut
+    effective_at: InstantOut
 
 
 class ReceiptPeriod(BaseModel):
@@ -197,7 +196,7 @@ class ReceiptPeriod(BaseModel):
 
 class ReceiptRetention(BaseModel):
     consent_expires_after: ReceiptPeriod | None
-    consent_expires_at: datetime | None
+    consent_expires_at: InstantOut | None
     record: str
 
 
@@ -205,7 +204,7 @@ class ConsentReceipt(BaseModel):
     """ISO/IEC TS 27560 / Kantara Consent Receipt fields, as JSON."""
 
     receipt_id: uuid.UUID
-    issued_at: datetime
+    issued_at: InstantOut
     specification: str
     controller: ReceiptController
     subject_id: str
@@ -214,8 +213,8 @@ class ConsentReceipt(BaseModel):
     action: ConsentAction
     state: StateName = Field(description="The state this event established")
     current_state: StateName = Field(description="The subject's state for the purpose now")
-    occurred_at: datetime
-    recorded_at: datetime
+    occurred_at: InstantOut
+    recorded_at: InstantOut
     source: str | None
     gpc: bool
     policy: ReceiptPolicy
@@ -229,6 +228,6 @@ class ConsentStateOut(BaseModel):
     policy_key: str
     purpose: str
     state: StateName
-    since: datetime
-    expires_at: datetime | None
+    since: InstantOut
+    expires_at: InstantOut | None
     event_id: uuid.UUID

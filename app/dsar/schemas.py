@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.instants import Instant
+from app.core.instants import Instant, InstantOut
 from app.core.subject_id import SubjectIdIn
 from app.dsar.models import DsarStatus, RejectionReason
 from app.policies.schemas import KEY_PATTERN, Right
@@ -118,15 +118,15 @@ class DsarRead(BaseModel):
     subject: dict[str, str | None]
     channel: str | None
     description: str | None
-    received_at: datetime
-    clock_started_at: datetime
-    verified_at: datetime | None
-    identity_requested_at: datetime | None = Field(
+    received_at: InstantOut
+    clock_started_at: InstantOut
+    verified_at: InstantOut | None
+    identity_requested_at: InstantOut | None = Field(
         description="When the ticket entered awaiting_verification (identity information "
         "was asked for); under the GDPR and UK GDPR presets the clock waits for it"
     )
     acknowledge_by: date | None
-    due_at: datetime | None
+    due_at: InstantOut | None
     due_date: date | None
     provisional: bool = Field(description="The clock starts at verification, not yet done")
     extension_allowed: bool = Field(
@@ -144,9 +144,9 @@ class DsarRead(BaseModel):
     )
     sla: Sla
     explanation: list[Step]
-    closed_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    closed_at: InstantOut | None
+    created_at: InstantOut
+    updated_at: InstantOut
     version: int
 
 
@@ -157,7 +157,7 @@ class DsarList(BaseModel):
 
 class DsarEventRead(BaseModel):
     id: uuid.UUID
-    at: datetime
+    at: InstantOut
     actor: str
     kind: str
     from_status: str | None

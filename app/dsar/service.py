@@ -345,7 +345,7 @@ class DsarService:
                     ["body", "verified_at"], "cannot be before the request was received"
                 )
             ticket.verified_at = verified_at
-            data["verified_at"] = verified_at.isoformat()
+            data["verified_at"] = iso(verified_at)
             pv = await self._policy_version(ticket)
             dl = dsar_deadlines(
                 pv.resolved,
@@ -399,7 +399,7 @@ class DsarService:
         if ticket.first_due_at is not None and now > ticket.first_due_at:
             raise ExtensionTooLate(
                 "An extension must be taken within the first period, which ended "
-                f"{ticket.first_due_at.isoformat()}"
+                f"{iso(ticket.first_due_at)}"
             )
         pv = await self._policy_version(ticket)
         dl = dsar_deadlines(
@@ -585,4 +585,4 @@ def ticket_facts(ticket: DsarTicket | NewTicket) -> dict[str, Any]:
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+    return iso(value) if value is not None else None

@@ -32,7 +32,8 @@ class OutboxEvent(Base):
     id: Mapped[int] = mapped_column(SequenceId, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(64))
-    # Ids, dates and states only: never a subject identifier, an e-mail or free text.
+    # Ids, dates and states; `consent.changed` also names the subject (rewritten to the
+    # pseudonym when the subject is erased). Never an e-mail or free text.
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

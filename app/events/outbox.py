@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import insert_cte as _insert_cte
+from app.core.instants import json_ready
 from app.events.models import OutboxEvent
 
 EventType = Literal[
@@ -35,8 +36,9 @@ COLUMNS = ("tenant", "type", "data", "created_at")
 
 
 def row(tenant: str, type: EventType, data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    """One event's column values. `data` carries ids, dates and states: never a subject
-    identifier, an e-mail or free text (receivers fetch details with their token)."""
+    """One event's column values. `data` carries ids, dates and states, and what a receiver
+    needs to act (`consent.changed` names the subject and purpose); never an e-mail or free
+    text. Subject erasure rewrites a subject id found here to its pseudonym."""
     return {"tenant": tenant, "type": type, "data": data, "created_at": at}
 
 
@@ -80,5 +82,6 @@ def insert_cte(
 
 
 def iso(value: Any) -> Any:
-    """JSON-ready dates for event and audit data."""
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    """JSON-ready dates for event and audit data: instants in UTC with `Z`, dates as
+    `YYYY-MM-DD` (app/core/instants.py)."""
+    return json_ready(value)

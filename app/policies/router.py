@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request, Response
@@ -13,6 +13,7 @@ from pydantic import Field
 
 from app.core.deps import request_session, require
 from app.core.idempotency import IdempotencyKeyHeader
+from app.core.instants import json_ready
 from app.core.openapi import created, problems, sends
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
 from app.core.routing import AppRoute
@@ -245,8 +246,6 @@ async def evaluate_retention(
 
 
 def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
+    if isinstance(value, date):  # an instant (in UTC, with Z) or a date
+        return str(json_ready(value))
     raise TypeError(type(value).__name__)

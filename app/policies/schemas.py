@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from app.core.instants import Instant
+from app.core.instants import Instant, InstantOut
 from app.rules.policy import Regime
 
 Unit = Literal["hours", "days", "business_days", "weeks", "months", "years"]
@@ -241,10 +241,10 @@ class PolicyRead(_Out):
     consent_purposes: list[ConsentPurposeOut]
     minimum_age: int | None
     change_notice: PeriodOut
-    effective_from: datetime | None
+    effective_from: InstantOut | None
     version: int = Field(description="1, 2, … (versions are immutable)")
-    published_at: datetime
-    effective_at: datetime = Field(description="When this version governs from")
+    published_at: InstantOut
+    effective_at: InstantOut = Field(description="When this version governs from")
     in_force: bool = Field(description="Whether this is the version in force now")
     declared: dict[str, Any] = Field(description="The configuration as published, before presets")
 
@@ -360,16 +360,16 @@ class DsarPreviewOut(_Out):
     kind: Literal["dsar"]
     policy_key: str
     policy_version: int
-    clock_started_at: datetime
+    clock_started_at: InstantOut
     acknowledge_by: date | None
-    due_at: datetime | None
+    due_at: InstantOut | None
     due_date: date | None
     provisional: bool
     extension_allowed: bool = Field(
         description="Whether the rule allows an extension (a ticket's own field also says "
         "whether its window is still open)"
     )
-    extended_due_at: datetime | None
+    extended_due_at: InstantOut | None
     extended_due_date: date | None
     extension_notice_by: date | None
     explanation: list[StepOut]
@@ -380,11 +380,11 @@ class BreachPreviewOut(_Out):
     policy_key: str
     policy_version: int
     authority_notification_required: bool
-    authority_due_at: datetime | None
+    authority_due_at: InstantOut | None
     subjects_notification_required: bool
-    subjects_due_at: datetime | None
+    subjects_due_at: InstantOut | None
     controller_notification_required: bool
-    controller_due_at: datetime | None
+    controller_due_at: InstantOut | None
     explanation: list[StepOut]
 
 
@@ -411,7 +411,7 @@ class RetentionProblem(_Out):
 class RetentionResultOut(_Out):
     category: str
     state: Literal["running", "not_started", "indefinite"] | None = None
-    expires_at: datetime | None = None
+    expires_at: InstantOut | None = None
     then: str | None = None
     explanation_ref: str | None = None
     problem: RetentionProblem | None = None

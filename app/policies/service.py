@@ -17,6 +17,7 @@ from app.audit import trail
 from app.core.clock import Clock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
+from app.core.instants import json_ready as iso
 from app.core.pagination import decode_int_cursor, decode_key_cursor, page_of
 from app.core.security import Principal
 from app.policies.cache import PURPOSES, VERSIONS, VersionSnapshot, in_force
@@ -130,7 +131,7 @@ def _audit(
             "key": version.policy_key,
             "version": version.version,
             "regime": version.resolved["jurisdiction"]["regime"],
-            "effective_at": version.effective_at.isoformat(),
+            "effective_at": iso(version.effective_at),
         },
         at=at,
     )

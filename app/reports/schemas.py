@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.breaches.models import Audience, BreachRisk, BreachRole, BreachStatus
+from app.core.instants import InstantOut
 
 GroupBy = Literal["regime", "type", "policy"]
 Interval = Literal["day", "week", "month"]
@@ -95,9 +95,9 @@ class DsarReport(BaseModel):
         populate_by_name=True,
     )
 
-    from_: datetime = Field(alias="from")
-    to: datetime
-    as_of: datetime = Field(description="The instant `overdue` was counted at")
+    from_: InstantOut = Field(alias="from")
+    to: InstantOut
+    as_of: InstantOut = Field(description="The instant `overdue` was counted at")
     policy_key: str | None
     group_by: list[GroupBy]
     rows: list[DsarReportRow]
@@ -175,11 +175,11 @@ class CcpaMetrics(BaseModel):
 
 
 class ConsentIntervalCounts(BaseModel):
-    start: datetime = Field(
+    start: InstantOut = Field(
         description="The interval's start (a UTC day, ISO week from Monday, "
         "or calendar month; cut at `from`)"
     )
-    end: datetime = Field(description="Exclusive (cut at `to`)")
+    end: InstantOut = Field(description="Exclusive (cut at `to`)")
     granted: int
     denied: int = Field(description="Denials recorded by a request (GPC opt-outs not included)")
     withdrawn: int
@@ -198,9 +198,9 @@ class ConsentPurposeReport(BaseModel):
 class ConsentReport(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: datetime = Field(alias="from")
-    to: datetime
-    as_of: datetime = Field(description="The instant `opted_in_now` was counted at")
+    from_: InstantOut = Field(alias="from")
+    to: InstantOut
+    as_of: InstantOut = Field(description="The instant `opted_in_now` was counted at")
     interval: Interval
     policy_key: str | None
     purposes: list[ConsentPurposeReport]
@@ -210,7 +210,7 @@ class ConsentReport(BaseModel):
 
 
 class RegisterRiskChange(BaseModel):
-    at: datetime
+    at: InstantOut
     actor: str
     from_: BreachRisk | None = Field(alias="from")
     to: BreachRisk
@@ -222,8 +222,8 @@ class RegisterRiskChange(BaseModel):
 class RegisterNotice(BaseModel):
     audience: Audience
     required: bool = Field(description="The law or the policy requires this notice")
-    due_at: datetime | None = Field(description="null where the law sets no fixed period")
-    sent_at: datetime | None = Field(description="null: not sent (yet)")
+    due_at: InstantOut | None = Field(description="null where the law sets no fixed period")
+    sent_at: InstantOut | None = Field(description="null: not sent (yet)")
     late: bool = Field(description="Sent after its due instant, or not sent and past it now")
     late_by_hours: float | None = Field(
         description="How late (sent_at, or now when not sent, minus due_at), one decimal"
@@ -236,8 +236,8 @@ class RegisterEntry(BaseModel):
     id: uuid.UUID
     policy_key: str
     title: str
-    occurred_at: datetime | None
-    aware_at: datetime
+    occurred_at: InstantOut | None
+    aware_at: InstantOut
     data_categories: list[str]
     subjects_affected: int | None
     risk: BreachRisk
@@ -249,16 +249,16 @@ class RegisterEntry(BaseModel):
         description="Every risk assessment, oldest first"
     )
     notices: list[RegisterNotice]
-    closed_at: datetime | None
+    closed_at: InstantOut | None
     closing_reason: str | None
 
 
 class BreachRegister(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: datetime | None = Field(alias="from")
-    to: datetime | None
-    as_of: datetime
+    from_: InstantOut | None = Field(alias="from")
+    to: InstantOut | None
+    as_of: InstantOut
     incidents: list[RegisterEntry] = Field(description="By awareness, oldest first")
 
 

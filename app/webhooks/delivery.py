@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import is_postgres, take_write_lock
 from app.core.ids import new_id
+from app.core.instants import utc_text
 from app.events.models import OutboxEvent
 from app.webhooks import signing
 from app.webhooks.models import (
@@ -122,7 +123,7 @@ class Claimed:
         return message_id(self.delivery_id)
 
     def body(self) -> bytes:
-        doc = {"type": self.event_type, "timestamp": self.event_at.isoformat(), "data": self.data}
+        doc = {"type": self.event_type, "timestamp": utc_text(self.event_at), "data": self.data}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.core.instants import InstantOut
 from app.events.outbox import EventType
 from app.webhooks.models import DeliveryStatus
 
@@ -45,7 +45,7 @@ class WebhookRead(BaseModel):
     url: str
     events: list[str]
     description: str | None
-    created_at: datetime
+    created_at: InstantOut
 
 
 class WebhookCreated(WebhookRead):
@@ -63,7 +63,7 @@ class WebhookList(BaseModel):
 
 class AttemptRead(BaseModel):
     attempt: int
-    at: datetime
+    at: InstantOut
     status_code: int | None = Field(description="The receiver's HTTP status, if it answered")
     error: str | None = Field(description="Why the attempt failed without an HTTP status")
     duration_ms: int
@@ -77,11 +77,11 @@ class WebhookDeliveryRead(BaseModel):
     event_type: str
     status: DeliveryStatus
     attempt_count: int
-    next_attempt_at: datetime | None
+    next_attempt_at: InstantOut | None
     last_status_code: int | None
     last_error: str | None
-    delivered_at: datetime | None
-    created_at: datetime
+    delivered_at: InstantOut | None
+    created_at: InstantOut
     attempts: list[AttemptRead]
 
 

@@ -294,7 +294,7 @@ async def test_late_notice_needs_a_reason_and_is_marked_late(
     assert note["recorded_at"] == "2026-11-02T00:00:00Z"
     assert b["overdue"] is True  # the people affected are still not told
     assert b["history"][-1]["kind"] == "notification_recorded"
-    assert b["history"][-1]["changes"]["authority_notified_at"]["to"] == "2026-10-28T08:00:00+00:00"
+    assert b["history"][-1]["changes"]["authority_notified_at"]["to"] == "2026-10-28T08:00:00Z"
 
 
 async def test_notice_on_time_is_not_late_and_needs_no_reason(
@@ -407,7 +407,7 @@ async def test_reassessing_the_risk_recomputes_duties_and_records_who_and_why(
     assert event["reason"] == "Passwords were not hashed"
     assert event["changes"]["risk"] == {"from": "unlikely", "to": "risk"}
     assert event["changes"]["authority_notification_required"] == {"from": False, "to": True}
-    assert event["changes"]["authority_due_at"] == {"from": None, "to": "2026-10-27T20:30:00+00:00"}
+    assert event["changes"]["authority_due_at"] == {"from": None, "to": "2026-10-27T20:30:00Z"}
     assert "subjects_notification_required" not in event["changes"]
 
     r = await _patch(client, auth, b["id"], risk="high_risk", subjects_affected=90000)

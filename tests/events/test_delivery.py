@@ -73,9 +73,11 @@ async def test_events_are_delivered_signed_with_the_standard_headers_and_body(
             assert abs(int(got.headers["webhook-timestamp"]) - now().timestamp()) < 60
             assert got.headers["webhook-signature"].startswith("v1,")
             assert set(got.json()) == {"type", "timestamp", "data"}
-            # Ids, never the subject's identifier or e-mail.
-            assert b"user-0" not in got.body
+            assert got.json()["timestamp"].endswith("Z")
+            # Never an e-mail; the subject's identifier only where the receiver needs it.
             assert b"example.com" not in got.body
+            if got.json()["type"] != "consent.changed":
+                assert b"user-0" not in got.body
         types = [g.json()["type"] for g in rx.requests]
         assert sorted(types) == ["consent.changed", "dsar.created", "dsar.status_changed"]
         created = next(g.json() for g in rx.requests if g.json()["type"] == "dsar.created")
@@ -87,6 +89,8 @@ async def test_events_are_delivered_signed_with_the_standard_headers_and_body(
         consent = next(g.json() for g in rx.requests if g.json()["type"] == "consent.changed")
         assert consent["data"]["state"] == "granted"
         assert consent["data"]["purpose"] == "audience_cookies"
+        assert consent["data"]["subject_id"] == "user-0"
+        assert consent["data"]["policy_key"] == "spotrak"
         # A tampered body does not verify.
         forged = rx.requests[0]
         forged.body = forged.body.replace(b"}", b" }", 1)
