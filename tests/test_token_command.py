@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.core.config import PROJECT_DIR, ConfigurationError, Settings
-from app.core.security import load_key_config, verify_token
+from app.core.security import dev_secret, load_key_config, verify_token
 
 
 def _token(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -113,3 +114,14 @@ def test_a_private_key_without_its_public_key_is_a_configuration_error(tmp_path:
     assert run.returncode == 2
     assert run.stdout == ""
     assert "AUTH_PRIVATE_KEY is set without AUTH_PUBLIC_KEY" in run.stderr
+
+
+def test_server_processes_starting_together_keep_one_dev_secret(tmp_path: Path) -> None:
+    """`uvicorn --workers N` creates the secret from N processes at once."""
+    path = tmp_path / "privacy.db.jwt-secret"
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        values = set(pool.map(dev_secret, [path] * 8))
+    assert len(values) == 1
+    assert values == {path.read_text().strip()}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    assert oct(path.stat().st_mode & 0o777) == "0o600"

@@ -115,17 +115,26 @@ def dev_secret(path: Path, *, create: bool = True) -> str:
             "Start the server once with the same DATABASE_URL, or set AUTH_SECRET to the "
             "server's value."
         )
+    # Written aside, then linked into place: `uvicorn --workers N` starts N processes at once,
+    # and the first link wins; the others read the winner's secret (never a half-written one).
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(value + "\n")
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if len(path.read_text().strip()) < 32:  # a damaged file: replace it
+                os.replace(tmp, path)
+        return path.read_text().strip()
     except OSError as exc:
         raise ConfigurationError(
             f"cannot keep the dev signing secret at {path} ({exc.strerror}): set AUTH_SECRET"
         ) from exc
-    return value
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def mint_token(
