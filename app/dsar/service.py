@@ -319,7 +319,7 @@ class DsarService:
             # The controller asks for information to confirm identity: under the GDPR and UK
             # GDPR presets the clock now waits for it (the dates become provisional).
             ticket.identity_requested_at = now
-            data["identity_requested_at"] = now.isoformat()
+            data["identity_requested_at"] = iso(now)
             pv = await self._policy_version(ticket)
             dl = dsar_deadlines(
                 pv.resolved,
