@@ -253,6 +253,14 @@ async def test_every_instant_in_responses_and_payloads_is_utc_with_z(
         await call("GET", f"/v1/webhooks/{hook['id']}/deliveries", 200)
         await call("GET", "/v1/audit-events", 200)
         await call("GET", "/v1/audit-events/verify", 200)
+        span = {
+            "from": (now - timedelta(days=10)).astimezone(PLUS_2).isoformat(),
+            "to": (now + timedelta(days=1)).astimezone(MINUS_5).isoformat(),
+        }
+        await call("GET", "/v1/reports/dsar", 200, params=span)
+        await call("GET", "/v1/reports/consent", 200, params={**span, "interval": "day"})
+        await call("GET", "/v1/reports/breaches", 200, params=span)
+        await call("GET", "/v1/reports/ccpa-metrics", 200, params={"year": now.year})
 
         bodies = [g.json() for g in rx.requests]
         changed = [b["data"] for b in bodies if b["type"] == "consent.changed"]
