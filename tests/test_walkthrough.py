@@ -5,12 +5,9 @@ directory, and the running server accepts its token."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,16 +15,11 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.live import free_port, live_server
 
 SCRIPT = ROOT / "scripts" / "walkthrough"
 SCRIPT_MARKER = "# ---- README walk-through (verbatim from here) ----"
 README_MARKER = "<!-- scripts/walkthrough: the lines below are that script's, verbatim -->"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _script_walkthrough() -> str:
@@ -50,53 +42,11 @@ def test_the_readme_shows_the_walkthrough_script_verbatim() -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """uvicorn on a fresh SQLite database built by `alembic upgrade head`, as scripts/serve."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "APP_ENV", "DATABASE_"))
-    }
-    env.update(
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'walkthrough.db'}",
-        WEBHOOK_ALLOW_HOSTS="127.0.0.1",
-        WORKER_INTERVAL_SECONDS="0.2",
-    )
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--no-access-log"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-        yield base, env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    """uvicorn on a fresh SQLite database, as scripts/serve (dev mode: its own secret)."""
+    with live_server(
+        tmp_path, WEBHOOK_ALLOW_HOSTS="127.0.0.1", WORKER_INTERVAL_SECONDS="0.2"
+    ) as live:
+        yield live.url, live.env
 
 
 def test_the_walkthrough_runs_against_a_real_server(
@@ -124,7 +74,7 @@ def test_the_walkthrough_runs_against_a_real_server(
     run = subprocess.run(
         ["bash", str(SCRIPT)],
         cwd=ROOT,
-        env={**env, "API": base, "HOOK_PORT": str(_free_port())},
+        env={**env, "API": base, "HOOK_PORT": str(free_port())},
         capture_output=True,
         text=True,
         timeout=240,

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clients.conftest import LiveServer
 from tests.conftest import ROOT, token_for
+from tests.live import LiveServer
 
 PACKAGE = "prapi_generated_client"
 BIN = Path(sys.executable).parent

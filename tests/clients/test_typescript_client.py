@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clients.conftest import LiveServer
 from tests.conftest import ROOT, token_for
+from tests.live import LiveServer
 
 TS = ROOT / "clients" / "ts"
 NODE_MODULES = TS / "node_modules"
