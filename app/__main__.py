@@ -53,7 +53,9 @@ async def run_worker(settings: Settings, once: bool) -> int:
     return 0
 
 
-def mint_checked(tenant: str, scopes: list[str], sub: str, ttl: int) -> str:
+def mint_checked(
+    tenant: str, scopes: list[str], sub: str, ttl: int, system: str | None = None
+) -> str:
     """A token the service configured by this environment accepts, or ConfigurationError.
 
     The dev secret is read, never created, here: one invented now would not be the one the
@@ -61,7 +63,9 @@ def mint_checked(tenant: str, scopes: list[str], sub: str, ttl: int) -> str:
     printed (an AUTH_PRIVATE_KEY that is not AUTH_PUBLIC_KEY's pair fails here, not at the
     first request)."""
     keys = load_key_config(get_settings(), create_dev_secret=False)
-    token = mint_token(keys, tenant=tenant, scopes=scopes, sub=sub, ttl_seconds=ttl)
+    token = mint_token(
+        keys, tenant=tenant, scopes=scopes, sub=sub, ttl_seconds=ttl, system=system
+    )
     try:
         verify_token(keys, token)
     except Unauthorized:
@@ -80,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--scopes", default="all", help='"all" or a space-separated list')
     tok.add_argument("--sub", default="cli")
     tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    tok.add_argument(
+        "--system", default=None, help="the system a tasks:work token acts for (its key)"
+    )
     sub.add_parser("openapi", help="print the OpenAPI document (openapi.json must equal it)")
     wrk = sub.add_parser(
         "worker", help="run the worker: audit sealing, reminders, webhook delivery"
@@ -98,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return asyncio.run(run_worker(settings, args.once))
     try:
-        scopes = parse_scopes(args.scopes)
+        scopes = parse_scopes(args.scopes, args.system)
         if not 0 < len(args.tenant) <= 64:
             raise ValueError("--tenant must be 1 to 64 characters")
         if args.ttl <= 0:
             raise ValueError("--ttl must be positive")
-        print(mint_checked(args.tenant, scopes, args.sub, args.ttl))
+        subject = f"system:{args.system}" if args.system and args.sub == "cli" else args.sub
+        print(mint_checked(args.tenant, scopes, subject, args.ttl, args.system))
     except (ValueError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

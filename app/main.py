@@ -26,6 +26,7 @@ from app.core.rawpg import create_raw_pool
 from app.core.routing import HotPaths
 from app.core.security import load_key_config
 from app.dsar.router import router as dsar_router
+from app.fulfilment.router import router as fulfilment_router
 from app.ops.router import router as ops_router
 from app.policies.router import router as policies_router
 from app.reports.router import router as reports_router
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             {"name": "consent", "description": "The append-only consent ledger"},
             {"name": "subjects", "description": "One person's consents, export and erasure"},
             {"name": "breaches", "description": "Breach incidents, their clocks and the record"},
+            {"name": "systems", "description": "The systems that hold personal data"},
+            {"name": "tasks", "description": "Each system's share of a request, and its answer"},
             {"name": "webhooks", "description": "Signed event delivery to your receivers"},
             {"name": "audit", "description": "The tenant's hash-chained audit log"},
             {"name": "reports", "description": "Figures for privacy officers and regulators"},
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(dsar_router)
     app.include_router(policies_router)
     app.include_router(breaches_router)
+    app.include_router(fulfilment_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
     app.include_router(reports_router)

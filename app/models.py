@@ -7,6 +7,7 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.dsar.models import DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
+from app.fulfilment.models import FulfilmentSystem, FulfilmentTask
 from app.policies.models import Policy, PolicyVersion
 from app.subjects.models import SubjectErasure
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -21,6 +22,8 @@ __all__ = [
     "ConsentState",
     "DsarEvent",
     "DsarTicket",
+    "FulfilmentSystem",
+    "FulfilmentTask",
     "IdempotencyRecord",
     "OutboxEvent",
     "Policy",

@@ -28,6 +28,7 @@ from app.core.clock import Clock, utc_now
 from app.core.config import Settings
 from app.dsar import reminders as dsar_reminders
 from app.events.reminders import remind
+from app.fulfilment import jobs
 from app.webhooks import delivery
 from app.webhooks.models import DeliveryStatus
 
@@ -126,6 +127,11 @@ class Worker:
             stats,
             lambda s: remind(s, at, self.reminder_sources),
         )
+        # Fulfilment (DESIGN §13): task.overdue once, retries after backoff, results deleted
+        # once kept long enough. Before the fan-out, so their events go out this round.
+        stats.reminders += await self._phase("task_overdue", stats, lambda s: jobs.overdue(s, at))
+        await self._phase("task_retries", stats, lambda s: jobs.retries(s, at))
+        await self._phase("task_results_purge", stats, lambda s: jobs.purge_results(s, at))
         while True:
             n = await self._phase("fan_out", stats, lambda s: delivery.fan_out(s, at))
             stats.dispatched += n
@@ -138,7 +144,7 @@ class Worker:
         claimed: list[delivery.Claimed] = []
 
         async def take(session: AsyncSession) -> int:
-            claimed.extend(await delivery.claim(session, now, self.lease))
+            claimed.extend(await delivery.claim(session, now, self.lease, enrich=jobs.job_bodies))
             return len(claimed)
 
         await self._phase("claim", stats, take)

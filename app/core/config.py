@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     worker_in_process: bool | None = None
     worker_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
 
+    # Fulfilment (DESIGN §13).
+    task_data_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    task_retry_backoff_base_seconds: float = Field(default=60.0, gt=0)
+    task_retry_backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # HMAC key of the access-package links; generated once in dev (like the JWT secret).
+    package_link_secret: str | None = None
+
     @model_validator(mode="after")
     def _anchor_relative_sqlite_path(self) -> Settings:
         self.database_url = anchored_database_url(self.database_url)
@@ -82,6 +89,8 @@ class Settings(BaseSettings):
                 )
             if not (self.auth_issuer and self.auth_audience):
                 raise ConfigurationError("APP_ENV=production needs AUTH_ISSUER and AUTH_AUDIENCE")
+        if self.package_link_secret is not None and len(self.package_link_secret) < 32:
+            raise ConfigurationError("PACKAGE_LINK_SECRET must be at least 32 characters")
         if self.auth_secret is not None and len(self.auth_secret) < 32:
             raise ConfigurationError("AUTH_SECRET must be at least 32 characters")
         if self.auth_private_key and not self.auth_public_key:
@@ -107,6 +116,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def package_link_secret_path(self) -> Path:
+        """Where dev mode keeps its generated package-link key (beside the JWT secret)."""
+        jwt_path = self.dev_secret_path()
+        return jwt_path.with_name(jwt_path.name.replace("jwt-secret", "package-link-secret"))
 
     def dev_secret_path(self) -> Path:
         """Where dev mode keeps its generated HS256 secret: one absolute path per database,

@@ -51,7 +51,7 @@ def check_write_limit(request: Request, principal: Principal) -> None:
 def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """Dependency factory: the principal, after checking it holds every scope named."""
 
-    writes = any(s.endswith(":write") or s == "webhooks:manage" for s in scopes)
+    writes = any(s.endswith((":write", ":manage", ":work")) for s in scopes)
 
     async def _dep(
         request: Request,
@@ -63,6 +63,27 @@ def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         principal = authenticate(request, credentials.credentials, *scopes)
         if writes and request.method != "GET":
             check_write_limit(request, principal)
+        return principal
+
+    return _dep
+
+
+def require_operator_or_system(
+    operator_scope: str,
+) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Dependency factory: an operator with `operator_scope`, or a system's `tasks:work`
+    token (the service then narrows what it sees to that system's own objects)."""
+
+    async def _dep(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("A bearer token is required")
+        keys: KeyConfig = request.app.state.keys
+        principal = verify_token(keys, credentials.credentials)
+        request.state.tenant = principal.tenant
+        principal.require_operator_or_system(operator_scope)
         return principal
 
     return _dep

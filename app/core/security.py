@@ -35,10 +35,19 @@ ALL_SCOPES: tuple[str, ...] = (
     "webhooks:manage",
     "audit:read",
     "reports:read",
+    "systems:manage",
 )
+# Carried only by a system's token (its `system` claim names the one system it acts for):
+# never part of `all`.
+TASKS_WORK = "tasks:work"
+KNOWN_SCOPES: tuple[str, ...] = (*ALL_SCOPES, TASKS_WORK)
+MAX_SYSTEM_KEY_LENGTH = 64
 MAX_TOKEN_BYTES = 8 * 1024
 IAT_LEEWAY_SECONDS = 60
 MAX_TENANT_LENGTH = 64
+
+
+_SYSTEM_ONLY = "A system's token reaches only its own tasks (/v1/tasks)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +55,26 @@ class Principal:
     sub: str
     tenant: str
     scopes: frozenset[str]
+    # The system a `tasks:work` token acts for (DESIGN §13); None for a person or a service.
+    system: str | None = None
 
     def require(self, *needed: str) -> None:
+        if self.system is not None and TASKS_WORK not in needed:
+            raise Forbidden(_SYSTEM_ONLY, required=list(needed))
         missing = [s for s in needed if s not in self.scopes]
         if missing:
             raise Forbidden(
                 f"This token lacks the scope(s): {' '.join(missing)}", required=list(needed)
             )
+        if TASKS_WORK in needed and self.system is None:
+            raise Forbidden("tasks:work needs a token with a `system` claim", required=[TASKS_WORK])
+
+    def require_operator_or_system(self, operator_scope: str) -> None:
+        """An operator holding `operator_scope`, or a system's token with `tasks:work`."""
+        if self.system is not None:
+            self.require(TASKS_WORK)
+        else:
+            self.require(operator_scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +167,7 @@ def mint_token(
     sub: str = "cli",
     ttl_seconds: int = 3600,
     now: float | None = None,
+    system: str | None = None,
 ) -> str:
     if keys.sign_key is None:
         raise ConfigurationError(
@@ -159,6 +182,8 @@ def mint_token(
         "nbf": issued,
         "exp": issued + ttl_seconds,
     }
+    if system is not None:
+        claims["system"] = system
     if keys.issuer:
         claims["iss"] = keys.issuer
     if keys.audience:
@@ -233,7 +258,14 @@ def _verify(keys: KeyConfig, token: str, current: float) -> tuple[Principal, flo
         or not isinstance(scope, str)
     ):
         raise Unauthorized(_INVALID)
-    principal = Principal(sub=sub[:200], tenant=tenant, scopes=frozenset(scope.split()))
+    system = claims.get("system")
+    if system is not None and (
+        not isinstance(system, str) or not system or len(system) > MAX_SYSTEM_KEY_LENGTH
+    ):
+        raise Unauthorized(_INVALID)
+    principal = Principal(
+        sub=sub[:200], tenant=tenant, scopes=frozenset(scope.split()), system=system
+    )
     nbf = claims.get("nbf")
     return (
         principal,
@@ -243,12 +275,20 @@ def _verify(keys: KeyConfig, token: str, current: float) -> tuple[Principal, flo
     )
 
 
-def parse_scopes(value: str) -> list[str]:
-    """`all` or a space-separated list of known scopes."""
-    if value.strip() == "all":
-        return list(ALL_SCOPES)
-    scopes = value.split()
-    unknown = [s for s in scopes if s not in ALL_SCOPES]
+def parse_scopes(value: str, system: str | None = None) -> list[str]:
+    """`all` or a space-separated list of known scopes. `tasks:work` (not in `all`) goes with
+    a system, and a system's token carries nothing else."""
+    scopes = list(ALL_SCOPES) if value.strip() == "all" else value.split()
+    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
     if unknown:
-        raise ValueError(f"unknown scope(s): {' '.join(unknown)}; known: {' '.join(ALL_SCOPES)}")
+        raise ValueError(
+            f"unknown scope(s): {' '.join(unknown)}; known: {' '.join(KNOWN_SCOPES)}"
+        )
+    if system is not None:
+        if not 0 < len(system) <= MAX_SYSTEM_KEY_LENGTH:
+            raise ValueError("--system must be 1 to 64 characters")
+        if scopes != [TASKS_WORK]:
+            raise ValueError("a system's token carries exactly --scopes tasks:work")
+    elif TASKS_WORK in scopes:
+        raise ValueError("tasks:work is for a system's token: name it with --system KEY")
     return scopes

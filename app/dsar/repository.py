@@ -18,6 +18,8 @@ from app.core.pagination import seek
 from app.core.uow import UnitOfWork
 from app.dsar.models import NO_DUE_SORT, DsarEvent, DsarStatus, DsarTicket
 from app.events import outbox
+from app.fulfilment.models import FulfilmentTask
+from app.fulfilment.repository import late_filter
 
 
 @dataclass(slots=True)
@@ -209,11 +211,25 @@ def sla_filter(sla: str, now: datetime, window: timedelta) -> ColumnElement[bool
     # due date), so each open-state filter is one range of the (tenant, is_open, due_sort, id)
     # index, already in list order: an index scan whatever the table size.
     sort = DsarTicket.due_sort
+    # A ticket whose systems are late with their tasks is at risk: due_soon (DESIGN §13).
+    late_tasks = (
+        select(FulfilmentTask.id)
+        .where(FulfilmentTask.dsar_id == DsarTicket.id, late_filter(now))
+        .exists()
+    )
     conditions: dict[str, Any] = {
         "overdue": and_(DsarTicket.is_open.is_(True), sort < now),
-        "due_soon": and_(DsarTicket.is_open.is_(True), sort >= now, sort <= soon),
-        "on_track": and_(DsarTicket.is_open.is_(True), sort > soon, sort < NO_DUE_SORT),
-        "no_fixed_deadline": and_(DsarTicket.is_open.is_(True), sort == NO_DUE_SORT),
+        "due_soon": and_(
+            DsarTicket.is_open.is_(True),
+            sort >= now,
+            or_(sort <= soon, late_tasks),
+        ),
+        "on_track": and_(
+            DsarTicket.is_open.is_(True), sort > soon, sort < NO_DUE_SORT, ~late_tasks
+        ),
+        "no_fixed_deadline": and_(
+            DsarTicket.is_open.is_(True), sort == NO_DUE_SORT, ~late_tasks
+        ),
         "met": and_(DsarTicket.is_open.is_(False), or_(due.is_(None), DsarTicket.closed_at <= due)),
         "missed": and_(DsarTicket.is_open.is_(False), due.is_not(None), DsarTicket.closed_at > due),
     }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.core.instants import Instant, InstantOut
 from app.core.subject_id import SubjectIdIn
 from app.dsar.models import DsarStatus, RejectionReason
+from app.fulfilment.schemas import TasksSummary
 from app.policies.schemas import KEY_PATTERN, Right
 
 Sla = Literal["on_track", "due_soon", "overdue", "met", "missed", "no_fixed_deadline"]
@@ -148,6 +149,11 @@ class DsarRead(BaseModel):
     created_at: InstantOut
     updated_at: InstantOut
     version: int
+    tasks_summary: TasksSummary = Field(
+        default_factory=TasksSummary,
+        description="The request's tasks at its systems (DESIGN §13): done = completed, "
+        "not_found or waived",
+    )
 
 
 class DsarList(BaseModel):

@@ -34,6 +34,8 @@ from app.dsar.models import (
 from app.dsar.repository import DsarRepository, NewTicket, sla_filter
 from app.dsar.schemas import DsarCreate, DsarEventRead, DsarRead, ExtensionIn, TransitionIn
 from app.events.outbox import emit, iso
+from app.fulfilment import fanout
+from app.fulfilment.schemas import TasksSummary
 from app.policies.models import PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.service import PolicyService
@@ -108,7 +110,16 @@ def extension_open(ticket: DsarTicket | NewTicket, now: datetime) -> bool:
     )
 
 
-def to_read(ticket: DsarTicket | NewTicket, now: datetime, window: timedelta) -> DsarRead:
+def to_read(
+    ticket: DsarTicket | NewTicket,
+    now: datetime,
+    window: timedelta,
+    tasks: TasksSummary | None = None,
+    tasks_late: bool = False,
+) -> DsarRead:
+    sla = sla_of(ticket, now, window)
+    if tasks_late and sla in ("on_track", "no_fixed_deadline"):
+        sla = "due_soon"  # a system is late with its task: the request is at risk
     return DsarRead.model_validate(
         {
             "id": ticket.id,
@@ -138,12 +149,13 @@ def to_read(ticket: DsarTicket | NewTicket, now: datetime, window: timedelta) ->
             "extension_notice_by": ticket.extension_notice_by,
             "status_reason": ticket.status_reason,
             "status_reason_code": ticket.status_reason_code,
-            "sla": sla_of(ticket, now, window),
+            "sla": sla,
             "explanation": ticket.explanation,
             "closed_at": ticket.closed_at,
             "created_at": ticket.created_at,
             "updated_at": ticket.updated_at,
             "version": ticket.version,
+            "tasks_summary": tasks or TasksSummary(),
         }
     )
 
@@ -183,6 +195,14 @@ class DsarService:
 
     def read(self, ticket: DsarTicket | NewTicket) -> DsarRead:
         return to_read(ticket, self.clock(), self.due_soon)
+
+    async def read_with_tasks(self, ticket: DsarTicket) -> DsarRead:
+        # --- fulfilment hook: the ticket's tasks_summary and late tasks (DESIGN §13) ---
+        now = self.clock()
+        counts, late = await fanout.task_overview(self.session, ticket.tenant, [ticket.id], now)
+        return to_read(
+            ticket, now, self.due_soon, fanout.summary(counts[ticket.id]), ticket.id in late
+        )
 
     async def create(
         self, who: Principal, body: DsarCreate, idempotency_key: str | None
@@ -260,7 +280,7 @@ class DsarService:
             return read
 
     async def get(self, who: Principal, ticket_id: uuid.UUID) -> DsarRead:
-        return self.read(await self._ticket(who, ticket_id))
+        return await self.read_with_tasks(await self._ticket(who, ticket_id))
 
     async def _ticket(self, who: Principal, ticket_id: uuid.UUID, lock: bool = False) -> DsarTicket:
         ticket = await self.repo.get(who.tenant, ticket_id, lock=lock)
@@ -306,6 +326,9 @@ class DsarService:
             )
         if body.reason_code is not None and body.to != DsarStatus.rejected:
             raise DsarInvalid.at(["body", "reason_code"], "only when rejecting (to rejected)")
+        if body.to == DsarStatus.completed:
+            # --- fulfilment hook: completion waits for every system's answer (§13) ---
+            await fanout.check_completion(self.session, ticket, body.reason)
         verifying = body.to == DsarStatus.in_progress and current in (
             DsarStatus.received,
             DsarStatus.awaiting_verification,
@@ -315,6 +338,7 @@ class DsarService:
                 ["body", "verified_at"], "only when identity is verified (to in_progress)"
             )
         data: dict[str, Any] = {}
+        pv: PolicyVersion | None = None
         if body.to == DsarStatus.awaiting_verification:
             # The controller asks for information to confirm identity: under the GDPR and UK
             # GDPR presets the clock now waits for it (the dates become provisional).
@@ -370,12 +394,21 @@ class DsarService:
             ticket.status_reason_code = body.reason_code
             data["reason_code"] = body.reason_code.value
         ticket.updated_at = now
+        # --- fulfilment hook: tasks in this same transaction (DESIGN §13) ---
+        if body.to == DsarStatus.in_progress:
+            pv = pv or await self._policy_version(ticket)
+            steps = await fanout.create_tasks(self.session, ticket, pv.resolved, who.sub, now)
+            ticket.explanation = [*ticket.explanation, *(s.to_dict() for s in steps)]
+        elif not ticket.is_open:
+            pv = pv or await self._policy_version(ticket)
+            await fanout.on_closed(self.session, ticket, pv.resolved, who.sub, now)
+        # --- end of the fulfilment hook ---
         self._event(ticket, who, now, "status_changed", current, body.to, body.reason, data)
         await self.session.flush()  # bumps `version`, which the event carries
         changed = {**ticket_facts(ticket), "from": current.value, "to": body.to.value}
         emit(self.session, who.tenant, "dsar.status_changed", changed, now)
         self._audit(who, ticket, "dsar.status_changed", changed, now)
-        read = self.read(ticket)
+        read = await self.read_with_tasks(ticket)
         await self.uow.commit()
         return read
 
@@ -412,10 +445,15 @@ class DsarService:
             identity_requested=ticket.identity_requested_at is not None,
         )
         before = ticket.due_at
+        # --- fulfilment hook: the note on the ticket's tasks outlives the new dates ---
+        notes = [step for step in ticket.explanation if step.get("rule") == "fulfilment"]
         _apply_deadlines(ticket, dl, extended=True)
+        ticket.explanation = [*ticket.explanation, *notes]
         ticket.extended = True
         ticket.extension_reason = body.reason
         ticket.updated_at = now
+        # --- fulfilment hook: the open tasks' due instants follow the new deadline (§13) ---
+        await fanout.on_deadline_moved(self.session, ticket, pv.resolved, now)
         self._event(
             ticket,
             who,
@@ -438,7 +476,7 @@ class DsarService:
             {**ticket_facts(ticket), "due_at_before": iso(before)},
             now,
         )
-        read = self.read(ticket)
+        read = await self.read_with_tasks(ticket)
         await self.uow.commit()
         return read
 
@@ -472,7 +510,14 @@ class DsarService:
         parsed = decode_keyset_cursor(cursor)
         rows = await self.repo.list(who.tenant, filters=filters, after=parsed, limit=limit + 1)
         page, nxt = page_of(rows, limit, lambda t: keyset(t.due_sort, t.id))
-        items = [to_read(t, now, self.due_soon) for t in page]
+        # --- fulfilment hook: tasks_summary and late tasks for the page, two queries ---
+        counts, late = await fanout.task_overview(
+            self.session, who.tenant, [t.id for t in page], now
+        )
+        items = [
+            to_read(t, now, self.due_soon, fanout.summary(counts[t.id]), t.id in late)
+            for t in page
+        ]
         return items, nxt
 
     async def events(
@@ -503,6 +548,8 @@ class DsarService:
             ticket.subject_email = None
             ticket.subject_name = None
             ticket.updated_at = now
+        # --- fulfilment hook: the tasks' copies of the identifiers, and their data, go too ---
+        await fanout.erase_subject(self.session, tenant, [t.id for t in tickets], pseudonym)
         body = IdempotencyRecord.response_body
         await idempotency.forget_where(
             self.session,

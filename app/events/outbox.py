@@ -26,10 +26,16 @@ EventType = Literal[
     "consent.changed",
     "breach.created",
     "breach.deadline_approaching",
+    "task.created",
+    "task.overdue",
+    "task.reported",
+    "dsar.fulfilled",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # Sent only by POST /v1/webhooks/{id}/ping, to that one subscription.
 PING = "webhook.ping"
+# A push system's job (DESIGN §13): addressed to that system only, never fanned out.
+TASK_JOB = "task.created"
 
 
 COLUMNS = ("tenant", "type", "data", "created_at")

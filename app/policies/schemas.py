@@ -119,6 +119,25 @@ class ConsentPurpose(_In):
     withdrawal_method: str | None = Field(default=None, max_length=500)
 
 
+class FulfilmentIn(_In):
+    """How the tenant's systems fulfil requests (DESIGN §13); every field optional."""
+
+    buffer: Period | None = Field(
+        default=None,
+        description="Tasks are due this long before the request (default 2 business days)",
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=50, description="A failed task is retried up to this (default 5)"
+    )
+    auto_complete: bool | None = Field(
+        default=None, description="Complete the request when its last task is done"
+    )
+    keep_results_for: Period | None = Field(
+        default=None,
+        description="Task data is deleted this long after the request closes (default 30 days)",
+    )
+
+
 class PolicyConfig(_In):
     title: str = Field(min_length=1, max_length=200)
     controller: Controller
@@ -130,6 +149,7 @@ class PolicyConfig(_In):
     consent_purposes: list[ConsentPurpose] = Field(default_factory=list, max_length=200)
     minimum_age: StrictInt | None = Field(default=None, ge=0, le=25)
     change_notice: Period | None = None
+    fulfilment: FulfilmentIn | None = None
     effective_from: Instant | None = Field(
         default=None, description="A later version takes effect no earlier than this"
     )
@@ -229,6 +249,13 @@ class ControllerOut(_Out):
     country: str | None = None
 
 
+class FulfilmentOut(_Out):
+    buffer: PeriodOut
+    max_attempts: int
+    auto_complete: bool
+    keep_results_for: PeriodOut
+
+
 class PolicyRead(_Out):
     key: str
     title: str
@@ -241,6 +268,7 @@ class PolicyRead(_Out):
     consent_purposes: list[ConsentPurposeOut]
     minimum_age: int | None
     change_notice: PeriodOut
+    fulfilment: FulfilmentOut
     effective_from: InstantOut | None
     version: int = Field(description="1, 2, … (versions are immutable)")
     published_at: InstantOut

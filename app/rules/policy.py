@@ -4,7 +4,7 @@ same plain dicts (no conversion on the hot paths)."""
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 # The regimes with a preset: the one list (regimes.REGIMES and the policy schema use it).
 Regime = Literal[
@@ -99,6 +99,15 @@ class ControllerRules(TypedDict):
     country: str | None
 
 
+class FulfilmentRules(TypedDict):
+    """The policy's `fulfilment` block with its defaults (DESIGN §13)."""
+
+    buffer: PeriodRule
+    max_attempts: int
+    auto_complete: bool
+    keep_results_for: PeriodRule
+
+
 class ResolvedPolicy(TypedDict):
     key: str
     title: str
@@ -112,3 +121,5 @@ class ResolvedPolicy(TypedDict):
     minimum_age: int | None
     change_notice: PeriodRule
     effective_from: str | None
+    # Absent from versions published before the block existed (read as the defaults).
+    fulfilment: NotRequired[FulfilmentRules]

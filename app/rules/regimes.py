@@ -18,10 +18,12 @@ from collections.abc import Mapping
 from typing import Any, cast, get_args
 
 from app.rules.calendars import check_country, supported_categories
+from app.rules.fulfilment import settings as fulfilment_settings
 from app.rules.policy import (
     BreachRules,
     CalendarRules,
     ConsentPurposeRule,
+    FulfilmentRules,
     PeriodRule,
     Regime,
     ResolvedPolicy,
@@ -705,6 +707,11 @@ def _calendar(jur: Mapping[str, Any], preset_cal: Mapping[str, Any]) -> dict[str
     }
 
 
+def _fulfilment(declared: Mapping[str, Any] | None) -> FulfilmentRules:
+    """The fulfilment block (DESIGN §13): what the policy sets, over the defaults."""
+    return cast(FulfilmentRules, fulfilment_settings({"fulfilment": declared or {}}))
+
+
 def resolve(declared: Mapping[str, Any]) -> ResolvedPolicy:
     """The rules in force: the declared configuration merged over its regime's preset.
 
@@ -778,6 +785,7 @@ def resolve(declared: Mapping[str, Any]) -> ResolvedPolicy:
             for p in declared.get("consent_purposes") or []
         ],
         "minimum_age": declared.get("minimum_age"),
+        "fulfilment": _fulfilment(declared.get("fulfilment")),
         "change_notice": cast(
             PeriodRule, declared.get("change_notice") or {"value": 0, "unit": "days"}
         ),

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -67,7 +67,9 @@ async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BAT
     tenants = sorted({e.tenant for e in events})
     subs = (
         await session.scalars(
-            select(WebhookSubscription).where(WebhookSubscription.tenant.in_(tenants))
+            select(WebhookSubscription).where(
+                WebhookSubscription.tenant.in_(tenants), WebhookSubscription.system_key.is_(None)
+            )
         )
     ).all()
     rows: list[dict[str, Any]] = []
@@ -127,8 +129,17 @@ class Claimed:
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# Builds the body of the claimed deliveries whose event carries ids only (a push system's
+# job: the task is read at send time, so it is current and no subject sits in the outbox).
+Enrich = Callable[[AsyncSession, list[Claimed]], Awaitable[list[Claimed]]]
+
+
 async def claim(
-    session: AsyncSession, now: datetime, lease: timedelta, batch: int = CLAIM_BATCH
+    session: AsyncSession,
+    now: datetime,
+    lease: timedelta,
+    batch: int = CLAIM_BATCH,
+    enrich: Enrich | None = None,
 ) -> list[Claimed]:
     """Take up to `batch` due deliveries for this worker. Commits."""
     due = (
@@ -185,6 +196,8 @@ async def claim(
         )
         for r in details
     ]
+    if enrich is not None:
+        claimed = await enrich(session, claimed)
     await session.commit()
     return claimed
 

@@ -32,6 +32,10 @@ class WebhookSubscription(Base):
     description: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
+    # Set when the subscription is a push system's job endpoint (app/fulfilment): its jobs
+    # travel through the same delivery, signing and retries, but it is not a webhook the
+    # tenant manages under /v1/webhooks and no event is fanned out to it.
+    system_key: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class WebhookDelivery(Base):

@@ -26,14 +26,18 @@ class WebhookRepository:
     async def get(self, tenant: str, webhook_id: uuid.UUID) -> WebhookSubscription | None:
         return await self.session.scalar(
             select(WebhookSubscription).where(
-                WebhookSubscription.tenant == tenant, WebhookSubscription.id == webhook_id
+                WebhookSubscription.tenant == tenant,
+                WebhookSubscription.id == webhook_id,
+                WebhookSubscription.system_key.is_(None),
             )
         )
 
     async def page(
         self, tenant: str, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[WebhookSubscription]:
-        stmt = select(WebhookSubscription).where(WebhookSubscription.tenant == tenant)
+        stmt = select(WebhookSubscription).where(
+            WebhookSubscription.tenant == tenant, WebhookSubscription.system_key.is_(None)
+        )
         stmt = seek(stmt, WebhookSubscription.created_at, WebhookSubscription.id, after, limit)
         return (await self.session.scalars(stmt)).all()
 
@@ -41,7 +45,11 @@ class WebhookRepository:
         """Deliveries and attempts go with it (ON DELETE CASCADE)."""
         result = await self.session.execute(
             delete(WebhookSubscription)
-            .where(WebhookSubscription.tenant == tenant, WebhookSubscription.id == webhook_id)
+            .where(
+                WebhookSubscription.tenant == tenant,
+                WebhookSubscription.id == webhook_id,
+                WebhookSubscription.system_key.is_(None),
+            )
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -97,6 +97,21 @@ async def _populate(url: str) -> None:
             _ok(await c.put("/v1/policies/spotrak", headers=auth, json=new_version))
             clock.pinned = NOW
 
+            # fulfilment_system (and its job endpoint); fulfilment_task with the transition below
+            _ok(
+                await c.post(
+                    "/v1/systems",
+                    headers=auth,
+                    json={
+                        "key": "crm",
+                        "name": "CRM",
+                        "categories": ["business_data"],
+                        "handles": ["access"],
+                        "delivery": {"mode": "push", "url": "http://127.0.0.1:9/jobs"},
+                    },
+                )
+            )
+
             # dsar_ticket, dsar_event (created, transition, extension)
             dsar = _ok(
                 await c.post(

@@ -8,6 +8,8 @@ forgets to give it an object.
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +17,10 @@ import httpx
 
 from app.__main__ import openapi_document
 from tests.conftest import MutableClock, auth_headers, spotrak_body
+from tests.fulfilment.helpers import system_auth
 
 SUBJECT = "wall-subject-7731"
+SYSTEM_OPERATIONS = frozenset({"reportTaskResult", "claimTasks"})
 EMAIL = "wall.subject@example.org"
 
 
@@ -68,7 +72,25 @@ async def _create_everything(client: httpx.AsyncClient, a: dict[str, str]) -> di
         },
     )
     assert breach.status_code == 201, breach.text
+    # A system ("spotrak", the key the route fill uses) and a second ticket with its task.
+    system = await client.post(
+        "/v1/systems",
+        headers=a,
+        json={"key": "spotrak", "name": "CRM", "handles": ["access"], "delivery": {"mode": "pull"}},
+    )
+    assert system.status_code == 201, system.text
+    started = await client.post(
+        "/v1/dsars",
+        headers=a,
+        json={"policy_key": "spotrak", "type": "access", "subject": {"id": SUBJECT}},
+    )
+    moved = await client.post(
+        f"/v1/dsars/{started.json()['id']}/transitions", headers=a, json={"to": "in_progress"}
+    )
+    assert moved.status_code == 200, moved.text
+    tasks = await client.get(f"/v1/dsars/{started.json()['id']}/tasks", headers=a)
     ids = {
+        "tasks": tasks.json()["items"][0]["id"],
         "dsars": dsar.json()["id"],
         "consent-events": event.json()["id"],
         "breaches": breach.json()["id"],
@@ -88,6 +110,13 @@ def _fill(path: str, ids: dict[str, str]) -> str:
     collection = path.split("/")[2]
     filled = path.replace("{key}", "spotrak").replace("{version}", "1")
     filled = filled.replace("{subject_id}", SUBJECT)
+    # A package link for A's ticket that the service did not sign (no enumeration).
+    forged = (
+        base64.urlsafe_b64encode(json.dumps(["tenant-a", ids["dsars"], 4102444800]).encode())
+        .decode()
+        .rstrip("=")
+    )
+    filled = filled.replace("{token}", f"{forged}.{'A' * 43}")
     if "{id}" in filled:
         assert collection in ids, f"{path}: give tenant A an object of this kind in this test"
         filled = filled.replace("{id}", ids[collection])
@@ -100,6 +129,7 @@ async def test_another_tenant_sees_and_touches_nothing(
 ) -> None:
     a = auth_headers(tenant)
     b = auth_headers(tenant + "-other")
+    b_system = system_auth(tenant + "-other", "spotrak")
     ids = await _create_everything(client, a)
     clock.pinned = datetime(2027, 6, 1, tzinfo=UTC)  # the documented examples are in the past
     secrets = [SUBJECT, EMAIL, *ids.values()]
@@ -118,7 +148,10 @@ async def test_another_tenant_sees_and_touches_nothing(
             ):
                 continue  # creates B's own object in B's own namespace (a policy, a webhook)
             url = _fill(path, ids)
-            r = await client.request(method.upper(), url, headers=b, json=body)
+            # An operation for systems' tokens is tried with B's token for a system of the same
+            # key as A's (the tasks:work scope is never in `all`).
+            who = b_system if op["operationId"] in SYSTEM_OPERATIONS else b
+            r = await client.request(method.upper(), url, headers=who, json=body)
             name = f"{method.upper()} {path} ({op['operationId']})"
             checked += 1
             for secret in secrets:

@@ -1,0 +1,360 @@
+"""What the DSAR lifecycle asks of fulfilment, inside the ticket's own transaction.
+
+- entering `in_progress`: one task per active system handling the type (`create_tasks`),
+  with its due instant from the rules module, a `task.created` event, and for a push
+  system its signed job through the outbox delivery machinery;
+- completing: refused while a task is open (`check_completion`);
+- closing: the results' deletion date, and open tasks of a rejected or withdrawn request
+  waived (`on_closed`).
+
+Imports only models and the rules, so that app.dsar.service can call it without a cycle.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import trail
+from app.core.errors import Conflict, Unprocessable
+from app.core.ids import new_id
+from app.dsar.models import DsarStatus, DsarTicket
+from app.events.models import OutboxEvent
+from app.events.outbox import TASK_JOB, emit, iso
+from app.fulfilment.models import (
+    DONE_TASK_STATUSES,
+    OPEN_TASK_STATUSES,
+    DeliveryMode,
+    FulfilmentSystem,
+    FulfilmentTask,
+    TaskStatus,
+)
+from app.fulfilment.repository import FulfilmentRepository
+from app.fulfilment.schemas import TaskRead, TasksSummary, TaskSubject
+from app.rules.explain import Step
+from app.rules.fulfilment import purge_after, task_due
+from app.webhooks.models import DeliveryStatus, WebhookDelivery
+
+
+class DsarTasksOpen(Conflict):
+    code = "dsar_tasks_open"
+
+
+class CompletionReasonRequired(Unprocessable):
+    code = "dsar_reason_required"
+
+
+def report_path(task_id: uuid.UUID) -> str:
+    return f"/v1/tasks/{task_id}/result"
+
+
+def task_read(task: FulfilmentTask, now: datetime) -> TaskRead:
+    return TaskRead(
+        id=task.id,
+        dsar_id=task.dsar_id,
+        system=task.system_key,
+        type=task.type,
+        subject=TaskSubject.model_validate(task.subject),
+        status=task.status,
+        due_at=task.due_at,
+        explanation=list(task.explanation),
+        attempts=task.attempts,
+        lease_until=task.lease_until if task.status == TaskStatus.in_progress else None,
+        records_affected=task.records_affected,
+        reason=task.reason,
+        proof=task.proof,
+        result_digest=task.result_digest,
+        has_data=task.data is not None,
+        reported_at=task.reported_at,
+        overdue=is_late(task, now),
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        version=task.version,
+    )
+
+
+def is_late(task: FulfilmentTask, now: datetime) -> bool:
+    return (
+        TaskStatus(task.status) in OPEN_TASK_STATUSES
+        and task.due_at is not None
+        and task.due_at < now
+    )
+
+
+def summary(counts: Mapping[str, int]) -> TasksSummary:
+    """{"total", "open", "done", "failed", "refused"}: done = completed, not_found, waived;
+    open = pending, in_progress (failed and refused are counted apart)."""
+    return TasksSummary(
+        total=sum(counts.values()),
+        open=counts.get("pending", 0) + counts.get("in_progress", 0),
+        done=sum(counts.get(s.value, 0) for s in DONE_TASK_STATUSES),
+        failed=counts.get("failed", 0),
+        refused=counts.get("refused", 0),
+    )
+
+
+async def task_overview(
+    session: AsyncSession, tenant: str, dsar_ids: Sequence[uuid.UUID], now: datetime
+) -> tuple[Mapping[uuid.UUID, Mapping[str, int]], set[uuid.UUID]]:
+    """Per ticket: task counts by status, and which tickets have a late open task."""
+    repo = FulfilmentRepository(session)
+    counts = await repo.summaries(tenant, dsar_ids)
+    late = await repo.late_tickets(tenant, [i for i in dsar_ids if counts.get(i)], now)
+    return counts, late
+
+
+def task_facts(task: FulfilmentTask) -> dict[str, Any]:
+    """What events and audit entries say about a task: ids, states, dates; never the
+    subject, the data or free text."""
+    return {
+        "id": str(task.id),
+        "dsar_id": str(task.dsar_id),
+        "system": task.system_key,
+        "type": task.type,
+        "status": TaskStatus(task.status).value,
+        "due_at": iso(task.due_at),
+        "attempts": task.attempts,
+    }
+
+
+def add_job(
+    session: AsyncSession, system: FulfilmentSystem, task: FulfilmentTask, now: datetime
+) -> tuple[OutboxEvent, uuid.UUID] | None:
+    """A push system's `task.created` job: an outbox event addressed to the system's
+    endpoint only (already dispatched: never fanned out to webhooks), whose delivery is
+    added by `add_job_deliveries` once the events have ids. The event holds ids only; the
+    worker reads the task when it sends the job (`job_body`), so the body is current and
+    no subject identifier is kept in the outbox."""
+    if system.mode != DeliveryMode.push or system.subscription_id is None:
+        return None
+    event = OutboxEvent(
+        tenant=task.tenant,
+        type=TASK_JOB,
+        data={"task_id": str(task.id), "report_url": report_path(task.id)},
+        created_at=now,
+        dispatched_at=now,
+    )
+    session.add(event)
+    return event, system.subscription_id
+
+
+def job_body(task: FulfilmentTask, now: datetime) -> dict[str, Any]:
+    """What a push system receives as `data`: the task (with the subject's identifiers it
+    needs to find the person) and where to report."""
+    return {
+        "task": task_read(task, now).model_dump(mode="json"),
+        "report_url": report_path(task.id),
+    }
+
+
+def add_job_deliveries(
+    session: AsyncSession, jobs: Sequence[tuple[OutboxEvent, uuid.UUID]], now: datetime
+) -> None:
+    session.add_all(
+        WebhookDelivery(
+            id=new_id(),
+            tenant=event.tenant,
+            subscription_id=subscription_id,
+            event_id=event.id,
+            event_type=TASK_JOB,
+            status=DeliveryStatus.pending,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for event, subscription_id in jobs
+    )
+
+
+async def create_tasks(
+    session: AsyncSession,
+    ticket: DsarTicket,
+    resolved: Mapping[str, Any],
+    actor: str,
+    now: datetime,
+) -> list[Step]:
+    """The ticket's tasks, in the caller's transaction. Returns the explanation steps to
+    append to the ticket's (which systems got a task, or that none handles the type)."""
+    repo = FulfilmentRepository(session)
+    systems = [s for s in await repo.active_systems(ticket.tenant) if ticket.type in s.handles]
+    if not systems:
+        return [
+            Step(
+                "fulfilment",
+                None,
+                f"no active system handles '{ticket.type}': no task was created, the request "
+                "is completed by hand",
+            )
+        ]
+    subject = {"id": ticket.subject_id, "email": ticket.subject_email, "name": ticket.subject_name}
+    tasks: list[FulfilmentTask] = []
+    jobs: list[tuple[OutboxEvent, uuid.UUID]] = []
+    for system in systems:
+        due = task_due(
+            resolved,
+            ticket_due_at=ticket.due_at,
+            clock_started_at=ticket.clock_started_at,
+            task_within=system.task_within,
+        )
+        task = FulfilmentTask(
+            id=new_id(),
+            tenant=ticket.tenant,
+            dsar_id=ticket.id,
+            system_id=system.id,
+            system_key=system.key,
+            type=ticket.type,
+            subject=subject,
+            status=TaskStatus.pending,
+            due_at=due.due_at,
+            explanation=due.explanation_dicts(),
+            available_at=now,
+            lease_until=None,
+            attempts=0,
+            retry_exhausted=False,
+            records_affected=None,
+            reason=None,
+            data=None,
+            proof=None,
+            result_digest=None,
+            reported_at=None,
+            overdue_at=None,
+            purge_after=None,
+            data_purged_at=None,
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+        session.add(task)
+        tasks.append(task)
+        job = add_job(session, system, task, now)
+        if job is not None:
+            jobs.append(job)
+        emit(session, ticket.tenant, "task.created", task_facts(task), now)
+    if jobs:
+        await session.flush()  # the job events' ids, which their deliveries reference
+        add_job_deliveries(session, jobs, now)
+    trail.record(
+        session,
+        tenant=ticket.tenant,
+        actor=actor,
+        action="dsar.tasks_created",
+        object_type="dsar_ticket",
+        object_id=ticket.id,
+        data={"tasks": [{"id": str(t.id), "system": t.system_key} for t in tasks]},
+        at=now,
+    )
+    names = ", ".join(s.key for s in systems)
+    return [
+        Step(
+            "fulfilment",
+            None,
+            f"{len(tasks)} task(s) created for the systems that handle '{ticket.type}': {names}",
+        )
+    ]
+
+
+async def on_deadline_moved(
+    session: AsyncSession, ticket: DsarTicket, resolved: Mapping[str, Any], now: datetime
+) -> None:
+    """An extension moved the ticket's due instant: its open tasks' due instants follow."""
+    tasks = [
+        t
+        for t in await FulfilmentRepository(session).tasks_of(ticket.tenant, ticket.id, lock=True)
+        if TaskStatus(t.status) in OPEN_TASK_STATUSES
+    ]
+    if not tasks:
+        return
+    systems = {
+        s.id: s
+        for s in await session.scalars(
+            select(FulfilmentSystem).where(FulfilmentSystem.id.in_([t.system_id for t in tasks]))
+        )
+    }
+    for task in tasks:
+        system = systems.get(task.system_id)
+        due = task_due(
+            resolved,
+            ticket_due_at=ticket.due_at,
+            clock_started_at=ticket.clock_started_at,
+            task_within=system.task_within if system is not None else None,
+        )
+        if due.due_at != task.due_at:
+            task.due_at = due.due_at
+            task.explanation = due.explanation_dicts()
+            task.updated_at = now
+
+
+async def erase_subject(
+    session: AsyncSession, tenant: str, dsar_ids: Sequence[uuid.UUID], pseudonym: str
+) -> None:
+    """A subject's erasure: the tasks of their tickets keep the pseudonym only, and lose the
+    data systems returned (statuses, counts and digests stay)."""
+    if not dsar_ids:
+        return
+    await session.execute(
+        update(FulfilmentTask)
+        .where(FulfilmentTask.tenant == tenant, FulfilmentTask.dsar_id.in_(list(dsar_ids)))
+        .values(subject={"id": pseudonym, "email": None, "name": None}, data=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def check_completion(session: AsyncSession, ticket: DsarTicket, reason: str | None) -> None:
+    """Completion waits for the systems: 409 `dsar_tasks_open` while a task is pending, in
+    progress or failed; a refused task needs the completion's reason."""
+    tasks = await FulfilmentRepository(session).open_tasks_for_dsar(ticket.tenant, ticket.id)
+    still_open = [t for t in tasks if TaskStatus(t.status) in OPEN_TASK_STATUSES]
+    if still_open:
+        raise DsarTasksOpen(
+            f"{len(still_open)} task(s) are still open: the request completes when every "
+            "system has answered (or an operator waives its task)",
+            open_tasks=[
+                {"id": str(t.id), "system": t.system_key, "status": TaskStatus(t.status).value}
+                for t in still_open
+            ],
+        )
+    refused = [t for t in tasks if t.status == TaskStatus.refused]
+    if refused and not reason:
+        raise CompletionReasonRequired(
+            "A system refused its task: completing the request needs a reason",
+            errors=[
+                {
+                    "loc": ["body", "reason"],
+                    "msg": "required: a task was refused",
+                    "type": "missing",
+                }
+            ],
+            refused_tasks=[{"id": str(t.id), "system": t.system_key} for t in refused],
+        )
+
+
+async def on_closed(
+    session: AsyncSession,
+    ticket: DsarTicket,
+    resolved: Mapping[str, Any],
+    actor: str,
+    now: datetime,
+) -> None:
+    """The ticket closed: a rejected or withdrawn request's open tasks are waived (nothing
+    is left to do), and every task's data gets its deletion instant."""
+    repo = FulfilmentRepository(session)
+    tasks = await repo.tasks_of(ticket.tenant, ticket.id, lock=True)
+    if not tasks:
+        return
+    status = DsarStatus(ticket.status)
+    if status in (DsarStatus.rejected, DsarStatus.withdrawn):
+        for task in tasks:
+            if TaskStatus(task.status) in OPEN_TASK_STATUSES or task.status == TaskStatus.refused:
+                task.status = TaskStatus.waived
+                task.reason = f"the request was {status.value}"
+                task.lease_until = None
+                task.updated_at = now
+                emit(session, ticket.tenant, "task.reported", task_facts(task), now)
+    at, _ = purge_after(resolved, ticket.closed_at or now)
+    for task in tasks:
+        task.purge_after = at

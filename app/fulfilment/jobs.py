@@ -1,0 +1,188 @@
+"""The worker's fulfilment phases, each one short transaction over a small batch:
+
+- `overdue`: a `task.overdue` event once per task (the `overdue_at` guard in the UPDATE
+  makes it once even with several workers);
+- `retries`: a failed task whose backoff has run out goes back to pending (a push system
+  gets its job again);
+- `purge_results`: a closed ticket's task `data` is deleted `fulfilment.keep_results_for`
+  after closure; counts, statuses and digests stay. One audit entry per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import trail
+from app.core.db import is_postgres, take_write_lock
+from app.events.outbox import TASK_JOB, emit
+from app.fulfilment.fanout import job_body, task_facts
+from app.fulfilment.models import OPEN_TASK_STATUSES, FulfilmentTask, TaskStatus
+from app.fulfilment.service import reopen, send_job_again
+from app.webhooks import delivery
+
+BATCH = 200
+
+
+async def job_bodies(
+    session: AsyncSession, claimed: list[delivery.Claimed]
+) -> list[delivery.Claimed]:
+    """The worker's claim hook: a `task.created` job gets its body from the task as it is
+    now (its event holds ids only)."""
+    wanted = {
+        uuid.UUID(str(c.data["task_id"]))
+        for c in claimed
+        if c.event_type == TASK_JOB and "task_id" in c.data
+    }
+    if not wanted:
+        return claimed
+    tasks = {
+        t.id: t
+        for t in await session.scalars(
+            select(FulfilmentTask).where(FulfilmentTask.id.in_(list(wanted)))
+        )
+    }
+    out: list[delivery.Claimed] = []
+    for c in claimed:
+        task = (
+            tasks.get(uuid.UUID(str(c.data["task_id"])))
+            if c.event_type == TASK_JOB and "task_id" in c.data
+            else None
+        )
+        out.append(
+            dataclasses.replace(c, data=job_body(task, c.event_at)) if task is not None else c
+        )
+    return out
+
+
+async def _lock(session: AsyncSession, pending: Any) -> bool:
+    """Whether there is work (a cheap indexed read first: an idle round takes no lock); on
+    SQLite the write lock is then taken before the rows are read again and changed."""
+    found = await session.scalar(select(pending.exists()))
+    # End the read: SQLite cannot upgrade a read snapshot to the write lock once another
+    # writer has committed, so the write transaction starts afresh.
+    await session.rollback()
+    if found is not True:
+        return False
+    if not is_postgres(session):
+        await take_write_lock(session, "fulfilment_task")
+    return True
+
+
+async def overdue(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
+    """Commits."""
+    late = select(FulfilmentTask.id).where(
+        FulfilmentTask.overdue_at.is_(None),
+        FulfilmentTask.status.in_(list(OPEN_TASK_STATUSES)),
+        FulfilmentTask.due_at < now,
+    )
+    if not await _lock(session, late):
+        return 0
+    due = (
+        select(FulfilmentTask.id)
+        .where(
+            FulfilmentTask.overdue_at.is_(None),
+            FulfilmentTask.status.in_(list(OPEN_TASK_STATUSES)),
+            FulfilmentTask.due_at < now,
+        )
+        .order_by(FulfilmentTask.due_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    tasks = (
+        await session.scalars(
+            update(FulfilmentTask)
+            .where(
+                FulfilmentTask.id.in_(due.scalar_subquery()), FulfilmentTask.overdue_at.is_(None)
+            )
+            .values(overdue_at=now)
+            .returning(FulfilmentTask)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).all()
+    for task in tasks:
+        emit(session, task.tenant, "task.overdue", task_facts(task), now)
+    await session.commit()
+    return len(tasks)
+
+
+async def retries(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
+    """Commits."""
+    waiting = select(FulfilmentTask.id).where(
+        FulfilmentTask.status == TaskStatus.failed,
+        FulfilmentTask.retry_exhausted.is_(False),
+        FulfilmentTask.available_at <= now,
+    )
+    if not await _lock(session, waiting):
+        return 0
+    tasks = (
+        await session.scalars(
+            select(FulfilmentTask)
+            .where(
+                FulfilmentTask.status == TaskStatus.failed,
+                FulfilmentTask.retry_exhausted.is_(False),
+                FulfilmentTask.available_at <= now,
+            )
+            .order_by(FulfilmentTask.available_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for task in tasks:
+        # The failed report's fields stay visible until the next report: only the status,
+        # the lease and the availability move (the digest stays, so a replay of that same
+        # failed report is still recognised).
+        digest, reported_at, reason = task.result_digest, task.reported_at, task.reason
+        records = task.records_affected
+        reopen(task, now)
+        task.result_digest, task.reported_at, task.reason = digest, reported_at, reason
+        task.records_affected = records
+        await session.flush()
+        await send_job_again(session, task, now)
+    await session.commit()
+    return len(tasks)
+
+
+async def purge_results(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
+    """Commits."""
+    kept = select(FulfilmentTask.id).where(
+        FulfilmentTask.data_purged_at.is_(None), FulfilmentTask.purge_after <= now
+    )
+    if not await _lock(session, kept):
+        return 0
+    due = (
+        select(FulfilmentTask.id)
+        .where(FulfilmentTask.data_purged_at.is_(None), FulfilmentTask.purge_after <= now)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    rows = (
+        await session.execute(
+            update(FulfilmentTask)
+            .where(FulfilmentTask.id.in_(due.scalar_subquery()))
+            .values(data=None, data_purged_at=now)
+            .returning(FulfilmentTask.tenant, FulfilmentTask.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    by_tenant: dict[str, list[str]] = {}
+    for tenant, task_id in rows:
+        by_tenant.setdefault(tenant, []).append(str(task_id))
+    for tenant, ids in by_tenant.items():
+        trail.record(
+            session,
+            tenant=tenant,
+            actor="worker",
+            action="fulfilment.results_deleted",
+            object_type="fulfilment_task",
+            object_id=ids[0],
+            data={"tasks": ids, "count": len(ids)},
+            at=now,
+        )
+    await session.commit()
+    return len(rows)
