@@ -275,6 +275,8 @@ async def open_dsar_package_link(
 
 
 # ---- tasks ---------------------------------------------------------------------------------
+# `{id:uuid}`: `/v1/tasks/claim` is not a task id, so `GET /v1/tasks/claim` is a 405 (Allow:
+# POST), not a 422 about a malformed id.
 
 
 @router.get(
@@ -322,7 +324,7 @@ async def claim_tasks(body: TaskClaimIn, service: ServiceDep, who: TasksWork) ->
 
 
 @router.get(
-    "/v1/tasks/{id}",
+    "/v1/tasks/{id:uuid}",
     response_model=TaskRead,
     operation_id="getTask",
     tags=["tasks"],
@@ -334,7 +336,7 @@ async def get_task(id: uuid.UUID, service: ServiceDep, who: TasksRead) -> TaskRe
 
 
 @router.post(
-    "/v1/tasks/{id}/result",
+    "/v1/tasks/{id:uuid}/result",
     response_model=TaskRead,
     operation_id="reportTaskResult",
     tags=["tasks"],
@@ -351,7 +353,7 @@ async def report_task_result(
 
 
 @router.post(
-    "/v1/tasks/{id}/waive",
+    "/v1/tasks/{id:uuid}/waive",
     response_model=TaskRead,
     operation_id="waiveTask",
     tags=["tasks"],
@@ -365,7 +367,7 @@ async def waive_task(
 
 
 @router.post(
-    "/v1/tasks/{id}/retry",
+    "/v1/tasks/{id:uuid}/retry",
     response_model=TaskRead,
     operation_id="retryTask",
     tags=["tasks"],

@@ -10,7 +10,7 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from app.core.instants import InstantOut
 from app.fulfilment.models import DeliveryMode, TaskStatus
@@ -79,7 +79,7 @@ class SystemCreate(BaseModel):
     contact_email: str | None = Field(
         default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
     )
-    active: bool = True
+    active: StrictBool = True
 
     @field_validator("categories")
     @classmethod
@@ -108,7 +108,7 @@ class SystemUpdate(BaseModel):
     contact_email: str | None = Field(
         default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
     )
-    active: bool | None = None
+    active: StrictBool | None = None
 
     @field_validator("categories")
     @classmethod
@@ -211,8 +211,8 @@ class TaskClaimIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"limit": 10, "lease_seconds": 300}]}
     )
 
-    limit: int = Field(default=10, ge=1, le=100)
-    lease_seconds: int = Field(default=300, ge=30, le=3600)
+    limit: StrictInt = Field(default=10, ge=1, le=100)
+    lease_seconds: StrictInt = Field(default=300, ge=30, le=3600)
 
 
 class TaskClaimed(BaseModel):
@@ -235,7 +235,7 @@ class TaskResultIn(BaseModel):
     )
 
     status: Literal["completed", "not_found", "failed", "refused"]
-    records_affected: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    records_affected: StrictInt | None = Field(default=None, ge=0, le=2**31 - 1)
     data: dict[str, Any] | None = Field(
         default=None,
         description="access and portability only: what the system holds (at most "

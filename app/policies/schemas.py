@@ -126,10 +126,10 @@ class FulfilmentIn(_In):
         default=None,
         description="Tasks are due this long before the request (default 2 business days)",
     )
-    max_attempts: int | None = Field(
+    max_attempts: StrictInt | None = Field(
         default=None, ge=1, le=50, description="A failed task is retried up to this (default 5)"
     )
-    auto_complete: bool | None = Field(
+    auto_complete: StrictBool | None = Field(
         default=None, description="Complete the request when its last task is done"
     )
     keep_results_for: Period | None = Field(
