@@ -41,11 +41,11 @@ from app.fulfilment.schemas import (
 from app.fulfilment.service import FulfilmentConfig, FulfilmentService
 
 # Scope aliases live with their domain.
-SystemsManage = Annotated[Principal, Depends(require("systems:manage"))]
-TasksWork = Annotated[Principal, Depends(require(TASKS_WORK))]
-TasksRead = Annotated[Principal, Depends(require_operator_or_system("dsar:read"))]
-DsarReader = Annotated[Principal, Depends(require("dsar:read"))]
-DsarWriter = Annotated[Principal, Depends(require("dsar:write"))]
+SystemsManageScope = Annotated[Principal, Depends(require("systems:manage"))]
+TasksWorkScope = Annotated[Principal, Depends(require(TASKS_WORK))]
+TasksReadScope = Annotated[Principal, Depends(require_operator_or_system("dsar:read"))]
+DsarReadScope = Annotated[Principal, Depends(require("dsar:read"))]
+DsarWriteScope = Annotated[Principal, Depends(require("dsar:write"))]
 
 router = APIRouter(route_class=AppRoute)
 MAX_LINK = timedelta(days=30)
@@ -110,7 +110,7 @@ def link_key(request: Request) -> str:
 async def create_system(
     body: SystemCreate,
     service: ServiceDep,
-    who: SystemsManage,
+    who: SystemsManageScope,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     result = await service.create_system(who, body, idempotency_key)
@@ -129,7 +129,7 @@ async def create_system(
 )
 async def list_systems(
     service: ServiceDep,
-    who: SystemsManage,
+    who: SystemsManageScope,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> SystemList:
@@ -145,7 +145,7 @@ async def list_systems(
     summary="Read one system",
     responses=problems(404),
 )
-async def get_system(key: SystemKey, service: ServiceDep, who: SystemsManage) -> SystemRead:
+async def get_system(key: SystemKey, service: ServiceDep, who: SystemsManageScope) -> SystemRead:
     return await service.get_system(who, key)
 
 
@@ -160,7 +160,7 @@ async def get_system(key: SystemKey, service: ServiceDep, who: SystemsManage) ->
     responses=problems(404),
 )
 async def update_system(
-    key: SystemKey, body: SystemUpdate, service: ServiceDep, who: SystemsManage
+    key: SystemKey, body: SystemUpdate, service: ServiceDep, who: SystemsManageScope
 ) -> SystemUpdated:
     read, secret = await service.update_system(who, key, body)
     return SystemUpdated(**read.model_dump(), secret=secret)
@@ -176,7 +176,7 @@ async def update_system(
     responses=problems(404, 409),
 )
 async def rotate_system_secret(
-    key: SystemKey, service: ServiceDep, who: SystemsManage
+    key: SystemKey, service: ServiceDep, who: SystemsManageScope
 ) -> SystemSecretRotated:
     return await service.rotate_secret(who, key)
 
@@ -195,7 +195,7 @@ async def rotate_system_secret(
 async def list_dsar_tasks(
     id: uuid.UUID,
     service: ServiceDep,
-    who: DsarReader,
+    who: DsarReadScope,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> TaskList:
@@ -216,7 +216,7 @@ async def list_dsar_tasks(
     },
 )
 async def get_dsar_package(
-    id: uuid.UUID, request: Request, service: ServiceDep, who: DsarReader
+    id: uuid.UUID, request: Request, service: ServiceDep, who: DsarReadScope
 ) -> Any:
     package = await service.package(who.tenant, id)
     accept = request.headers.get("accept", "")
@@ -241,7 +241,7 @@ async def create_dsar_package_link(
     body: PackageLinkIn,
     request: Request,
     service: ServiceDep,
-    who: DsarWriter,
+    who: DsarWriteScope,
 ) -> Response:
     unit_hours = LINK_UNITS.get(body.expires_in.unit)
     if unit_hours is None:
@@ -289,7 +289,7 @@ async def open_dsar_package_link(
 )
 async def list_tasks(
     service: ServiceDep,
-    who: TasksRead,
+    who: TasksReadScope,
     status: TaskStatus | None = None,
     system: Annotated[str | None, Query(pattern=SYSTEM_KEY_PATTERN, max_length=64)] = None,
     dsar_id: uuid.UUID | None = None,
@@ -319,7 +319,7 @@ async def list_tasks(
     "out makes the task claimable again. Two claimers never hold one task.",
     responses=problems(404),
 )
-async def claim_tasks(body: TaskClaimIn, service: ServiceDep, who: TasksWork) -> TaskClaimed:
+async def claim_tasks(body: TaskClaimIn, service: ServiceDep, who: TasksWorkScope) -> TaskClaimed:
     return TaskClaimed(items=await service.claim(who, body))
 
 
@@ -331,7 +331,7 @@ async def claim_tasks(body: TaskClaimIn, service: ServiceDep, who: TasksWork) ->
     summary="Read one task",
     responses=problems(404),
 )
-async def get_task(id: uuid.UUID, service: ServiceDep, who: TasksRead) -> TaskRead:
+async def get_task(id: uuid.UUID, service: ServiceDep, who: TasksReadScope) -> TaskRead:
     return await service.get_task(who, id)
 
 
@@ -347,7 +347,7 @@ async def get_task(id: uuid.UUID, service: ServiceDep, who: TasksRead) -> TaskRe
     responses=problems(404, 409),
 )
 async def report_task_result(
-    id: uuid.UUID, body: TaskResultIn, service: ServiceDep, who: TasksWork
+    id: uuid.UUID, body: TaskResultIn, service: ServiceDep, who: TasksWorkScope
 ) -> TaskRead:
     return await service.report(who, id, body)
 
@@ -361,7 +361,7 @@ async def report_task_result(
     responses=problems(404, 409),
 )
 async def waive_task(
-    id: uuid.UUID, body: TaskWaiveIn, service: ServiceDep, who: DsarWriter
+    id: uuid.UUID, body: TaskWaiveIn, service: ServiceDep, who: DsarWriteScope
 ) -> TaskRead:
     return await service.waive(who, id, body)
 
@@ -374,5 +374,5 @@ async def waive_task(
     summary="Send a failed or refused task back to its system",
     responses=problems(404, 409),
 )
-async def retry_task(id: uuid.UUID, service: ServiceDep, who: DsarWriter) -> TaskRead:
+async def retry_task(id: uuid.UUID, service: ServiceDep, who: DsarWriteScope) -> TaskRead:
     return await service.retry(who, id)
