@@ -35,7 +35,9 @@ def test_no_document_points_outside_the_repository() -> None:
         if not doc.exists():
             continue
         text = doc.read_text()
-        assert "../shared" not in text, doc
+        # no path that climbs out of its folder, even one that stays inside the repository:
+        # a reader of the file on its own (or a checker) cannot tell where it lands
+        assert "../" not in text, doc
         assert not re.search(r"\b(DESIGN|RULES|STYLE)\.md\b", text), doc
         for target in LINK.findall(text):
             if re.match(r"^[a-z]+:", target) or target.startswith("#"):
