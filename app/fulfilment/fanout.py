@@ -35,7 +35,7 @@ from app.fulfilment.models import (
     TaskStatus,
 )
 from app.fulfilment.repository import FulfilmentRepository
-from app.fulfilment.schemas import TaskRead, TasksSummary, TaskSubject
+from app.fulfilment.schemas import TaskExport, TaskRead, TasksSummary, TaskSubject
 from app.rules.explain import Step
 from app.rules.fulfilment import purge_after, task_due
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
@@ -287,6 +287,16 @@ async def on_deadline_moved(
             task.due_at = due.due_at
             task.explanation = due.explanation_dicts()
             task.updated_at = now
+
+
+async def export_subject(
+    session: AsyncSession, tenant: str, dsar_ids: Sequence[uuid.UUID], now: datetime
+) -> list[TaskExport]:
+    """A subject's export: the tasks of their tickets, with the data systems returned."""
+    tasks = await FulfilmentRepository(session).tasks_of_tickets(tenant, dsar_ids)
+    return [
+        TaskExport(**task_read(task, now).model_dump(), data=task.data) for task in tasks
+    ]
 
 
 async def erase_subject(

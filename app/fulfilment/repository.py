@@ -102,6 +102,19 @@ class FulfilmentRepository:
             stmt = stmt.with_for_update()
         return (await self.session.scalars(stmt)).all()
 
+    async def tasks_of_tickets(
+        self, tenant: str, dsar_ids: Sequence[uuid.UUID]
+    ) -> Sequence[FulfilmentTask]:
+        """The tasks of several tickets, in one query (a subject's export)."""
+        if not dsar_ids:
+            return []
+        stmt = (
+            select(FulfilmentTask)
+            .where(FulfilmentTask.tenant == tenant, FulfilmentTask.dsar_id.in_(dsar_ids))
+            .order_by(FulfilmentTask.created_at, FulfilmentTask.id)
+        )
+        return (await self.session.scalars(stmt)).all()
+
     async def summaries(
         self, tenant: str, dsar_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, dict[str, int]]:

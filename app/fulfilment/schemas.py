@@ -201,6 +201,14 @@ class TaskRead(BaseModel):
     version: int
 
 
+class TaskExport(TaskRead):
+    """A task in a subject's export: the task with what its system returned."""
+
+    data: dict[str, Any] | None = Field(
+        description="What the system returned (access and portability), until it is deleted"
+    )
+
+
 class TaskList(BaseModel):
     items: list[TaskRead]
     next_cursor: str | None

@@ -27,6 +27,8 @@ from app.core.security import Principal
 from app.core.uow import UnitOfWork
 from app.dsar.schemas import DsarRead
 from app.dsar.service import DsarService
+from app.fulfilment import fanout
+from app.fulfilment.schemas import TaskExport
 from app.subjects.models import SubjectErasure
 
 PSEUDONYM_PREFIX = "erased:"
@@ -48,6 +50,9 @@ class SubjectExport(BaseModel):
     consent_events: list[ConsentEventOut] = Field(description="The whole ledger, oldest first")
     consent_states: list[ConsentStateOut]
     dsar_tickets: list[DsarRead]
+    fulfilment_tasks: list[TaskExport] = Field(
+        description="The tasks of the subject's tickets, with what each system returned"
+    )
 
 
 def new_pseudonym() -> str:
@@ -83,6 +88,7 @@ class SubjectService:
         now = self.clock()
         events, states = await self.consent.export_subject(who.tenant, subject_id)
         tickets = await self.dsar.export_subject(who.tenant, subject_id)
+        tasks = await fanout.export_subject(self.session, who.tenant, [t.id for t in tickets], now)
         if not (events or states or tickets):
             raise SubjectNotFound("This tenant holds nothing on that subject")
         return SubjectExport(
@@ -91,6 +97,7 @@ class SubjectService:
             consent_events=events,
             consent_states=states,
             dsar_tickets=tickets,
+            fulfilment_tasks=tasks,
         )
 
     async def erase(self, who: Principal, subject_id: str) -> None:

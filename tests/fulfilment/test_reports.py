@@ -380,6 +380,22 @@ async def test_task_data_is_deleted_keep_results_for_after_the_ticket_closes(
     assert any(e["action"] == "fulfilment.results_deleted" for e in r.json()["items"])
 
 
+async def test_the_subject_export_holds_the_tasks_and_what_systems_returned(
+    client: httpx.AsyncClient, auth: dict[str, str], tenant: str
+) -> None:
+    t, task = await _one_task(client, auth)
+    await _report(client, tenant, task["id"], {"status": "completed", "data": {"x": "private"}})
+    r = await client.get("/v1/subjects/user-0/export", headers=auth)
+    assert r.status_code == 200, r.text
+    (exported,) = r.json()["fulfilment_tasks"]
+    assert exported["id"] == task["id"]
+    assert exported["dsar_id"] == t["id"]
+    assert exported["system"] == "crm"
+    assert exported["status"] == "completed"
+    assert exported["data"] == {"x": "private"}
+    assert exported["subject"]["id"] == "user-0"
+
+
 async def test_erasing_the_subject_scrubs_its_tasks(
     client: httpx.AsyncClient, auth: dict[str, str], tenant: str
 ) -> None:
