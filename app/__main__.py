@@ -29,6 +29,8 @@ def render_openapi() -> str:
 
 async def run_worker(settings: Settings, once: bool) -> int:
     """The worker loop until SIGINT/SIGTERM (or one round with --once)."""
+    from app.core import idempotency
+    from app.core.clock import utc_now
     from app.core.db import create_engine, create_sessionmaker
     from app.core.logging import configure_logging
     from app.worker import Worker
@@ -38,7 +40,8 @@ async def run_worker(settings: Settings, once: bool) -> int:
         settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
     )
     try:
-        async with Worker(create_sessionmaker(engine), settings) as worker:
+        info = idempotency.session_info(settings.idempotency_ttl, utc_now)
+        async with Worker(create_sessionmaker(engine, info), settings) as worker:
             if once:
                 stats = await worker.run_once()
                 print(json.dumps({k: getattr(stats, k) for k in stats.__slots__}))
@@ -63,9 +66,7 @@ def mint_checked(
     printed (an AUTH_PRIVATE_KEY that is not AUTH_PUBLIC_KEY's pair fails here, not at the
     first request)."""
     keys = load_key_config(get_settings(), create_dev_secret=False)
-    token = mint_token(
-        keys, tenant=tenant, scopes=scopes, sub=sub, ttl_seconds=ttl, system=system
-    )
+    token = mint_token(keys, tenant=tenant, scopes=scopes, sub=sub, ttl_seconds=ttl, system=system)
     try:
         verify_token(keys, token)
     except Unauthorized:

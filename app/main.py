@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.audit.router import router as audit_router
 from app.breaches.router import router as breaches_router
 from app.consent.router import router as consent_router
+from app.core import idempotency
 from app.core.clock import Clock, utc_now
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -54,7 +55,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
         )
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.sessionmaker = create_sessionmaker(
+            engine, idempotency.session_info(settings.idempotency_ttl, clock)
+        )
         app.state.raw_pool = await create_raw_pool(
             settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
         )

@@ -1,11 +1,12 @@
 """The worker loop: `python -m app worker`, and inside the server process in the embedded
 default (SQLite; `WORKER_IN_PROCESS`).
 
-Each round: seal the audit log, emit reminders, fan outbox events out to subscriptions,
-deliver what is due. Every phase is its own short transaction; a phase that fails is logged
-and the next round tries again. All state is in the database, so any number of workers may
-run (on PostgreSQL: advisory lock for the sealer, SKIP LOCKED for claims, unique keys for
-reminders and deliveries).
+Each round: seal the audit log, emit reminders, the fulfilment jobs, prune what the service
+keeps only for a while (app/pruning: one batch of each kind), fan outbox events out to
+subscriptions, deliver what is due. Every phase is its own short transaction; a phase that
+fails is logged and the next round tries again. All state is in the database, so any number
+of workers may run (on PostgreSQL: advisory lock for the sealer, SKIP LOCKED for claims and
+pruning, unique keys for reminders and deliveries).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.core.config import Settings
 from app.dsar import reminders as dsar_reminders
 from app.events.reminders import remind
 from app.fulfilment import jobs
+from app.pruning import jobs as pruning
 from app.webhooks import delivery
 from app.webhooks.models import DeliveryStatus
 
@@ -43,11 +45,18 @@ class RoundStats:
     attempted: int = 0
     succeeded: int = 0
     failed: int = 0
+    pruned: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def busy(self) -> bool:
-        return bool(self.sealed or self.reminders or self.dispatched or self.attempted)
+        return bool(
+            self.sealed or self.reminders or self.dispatched or self.attempted or self.pruned
+        )
+
+
+def _at(run: pruning.Phase, now: datetime) -> Callable[[AsyncSession], Awaitable[int]]:
+    return lambda session: run(session, now)
 
 
 class Worker:
@@ -73,6 +82,7 @@ class Worker:
             dsar_reminders.source(timedelta(days=settings.due_soon_days)),
             breach_reminders.source(timedelta(hours=settings.breach_reminder_hours)),
         ]
+        self.pruners = pruning.phases(settings)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -127,11 +137,14 @@ class Worker:
             stats,
             lambda s: remind(s, at, self.reminder_sources),
         )
-        # Fulfilment (DESIGN §13): task.overdue once, retries after backoff, results deleted
-        # once kept long enough. Before the fan-out, so their events go out this round.
+        # Fulfilment (DESIGN §13): task.overdue once, retries after backoff. Before the
+        # fan-out, so their events go out this round.
         stats.reminders += await self._phase("task_overdue", stats, lambda s: jobs.overdue(s, at))
         await self._phase("task_retries", stats, lambda s: jobs.retries(s, at))
-        await self._phase("task_results_purge", stats, lambda s: jobs.purge_results(s, at))
+        # The service's own data (DESIGN §14), task results included: one batch of each kind
+        # per round; a busy round is followed at once by the next.
+        for pruner in self.pruners:
+            stats.pruned += await self._phase(pruner.name, stats, _at(pruner.run, at))
         while True:
             n = await self._phase("fan_out", stats, lambda s: delivery.fan_out(s, at))
             stats.dispatched += n

@@ -1,7 +1,9 @@
 """Breach incidents, the notifications sent for them, and their history.
 
 Incidents are never deleted through the API (a regulator may ask for the record): there is
-no DELETE route and no cascade from anything an API call can remove.
+no DELETE route and no cascade from anything an API call can remove. The worker deletes a
+closed incident once its `keep_until` (awareness + the policy's `breach.records_kept_for`)
+has passed (app/pruning); with no period set it is kept.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime, str_enum
@@ -48,6 +50,10 @@ TRANSITIONS: dict[BreachStatus, tuple[BreachStatus, ...]] = {
 }
 
 
+# Closed incidents with a record period: the worker deletes them once `keep_until` passes.
+PRUNABLE_SQL = "status = 'closed' AND keep_until IS NOT NULL"
+
+
 class BreachIncident(Base):
     __tablename__ = "breach_incident"
     __table_args__ = (
@@ -57,6 +63,13 @@ class BreachIncident(Base):
         # `overdue` is `next_due_at < now`: one range scan.
         Index(None, "tenant", "next_due_at"),
         Index(None, "next_due_at"),  # the reminder scan, across tenants
+        # The worker's pruning: closed incidents whose record period has run out.
+        Index(
+            "ix_breach_incident_prunable",
+            "keep_until",
+            postgresql_where=text(PRUNABLE_SQL),
+            sqlite_where=text(PRUNABLE_SQL),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -155,7 +155,8 @@ def keep_until(resolved: ResolvedPolicy, aware_at: datetime) -> tuple[datetime |
         source,
         f"The record of the incident is kept for {describe_period(period.to_dict())} from "
         f"awareness, {local_moment(aware_at, zone(tz), tz)} → until "
-        f"{local_moment(until, zone(tz), tz)}; it is never deleted through the API",
+        f"{local_moment(until, zone(tz), tz)}; never deleted through the API, it is deleted by "
+        "the service once closed and past that instant (its audit entries stay)",
     )
     return until, [step]
 

@@ -12,6 +12,7 @@ are started from.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,12 @@ class Settings(BaseSettings):
     # HMAC key of the access-package links; generated once in dev (like the JWT secret).
     package_link_secret: str | None = None
 
+    # The service's own data (DESIGN §14): how long it keeps what it needs only for a while,
+    # and how much the worker deletes per transaction.
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 365)
+    outbox_keep_days: int = Field(default=30, ge=1, le=3650)
+    prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+
     @model_validator(mode="after")
     def _anchor_relative_sqlite_path(self) -> Settings:
         self.database_url = anchored_database_url(self.database_url)
@@ -112,6 +119,14 @@ class Settings(BaseSettings):
         return frozenset(
             h.strip().lower().strip("[]") for h in self.webhook_allow_hosts.split(",") if h.strip()
         )
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_ttl_hours)
+
+    @property
+    def outbox_keep(self) -> timedelta:
+        return timedelta(days=self.outbox_keep_days)
 
     @property
     def cors_origin_list(self) -> list[str]:

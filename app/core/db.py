@@ -112,8 +112,14 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cur.close()
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, info: Mapping[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """`info`: what every session carries in `Session.info` (e.g. the idempotency window and
+    the service's clock, app/core/idempotency.py)."""
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, info=dict(info or {})
+    )
 
 
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:

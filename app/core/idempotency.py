@@ -7,6 +7,11 @@ replay never points at nothing.
 
 PostgreSQL: `pg_try_advisory_xact_lock` on the key answers 409 at once instead of waiting on
 the unique index. SQLite (embedded, one process): an in-process set of keys in flight.
+
+A record expires `IDEMPOTENCY_TTL_HOURS` after the first response (DESIGN §14): from then on
+the same key is a new request (the expired record is ignored and replaced, even before the
+worker has deleted it; app/pruning deletes the rest in batches). The window and the service's
+clock reach this module through the session (`session_info`), so no caller has to pass them.
 """
 
 from __future__ import annotations
@@ -16,16 +21,17 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Integer, String, and_, delete, or_, select, text
+from sqlalchemy import ColumnElement, Index, Integer, String, and_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.core.clock import Clock, utc_now
 from app.core.db import Base, JSONType, UTCDateTime, is_postgres
 from app.core.db import insert_cte as insert_cte_sql
 from app.core.errors import Conflict, Unprocessable
@@ -40,8 +46,31 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
+DEFAULT_TTL = timedelta(hours=24)
+_TTL = "idempotency.ttl"
+_CLOCK = "idempotency.clock"
+
+
+def session_info(ttl: timedelta, clock: Clock) -> dict[str, Any]:
+    """What the sessionmaker gives every session (`create_sessionmaker(engine, info=…)`): the
+    records' lifetime and the clock that says when they lapse."""
+    return {_TTL: ttl, _CLOCK: clock}
+
+
+def ttl_of(session: AsyncSession) -> timedelta:
+    value = session.info.get(_TTL)
+    return value if isinstance(value, timedelta) else DEFAULT_TTL
+
+
+def _now(session: AsyncSession) -> datetime:
+    clock = session.info.get(_CLOCK)
+    return clock() if callable(clock) else utc_now()
+
+
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_record"
+    # The worker deletes expired records oldest first (app/pruning): a range, never a scan.
+    __table_args__ = (Index(None, "created_at"),)
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     operation: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -217,6 +246,20 @@ async def idempotent(
                 IdempotencyRecord.key == key,
             )
         )
+        if found is not None and found.created_at <= _now(session) - ttl_of(session):
+            # Expired (not yet pruned): this is a new request. The old record goes in this
+            # transaction, so the new response can take its key (and a failure keeps it).
+            await session.execute(
+                delete(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.tenant == tenant,
+                    IdempotencyRecord.operation == operation,
+                    IdempotencyRecord.key == key,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.expunge(found)
+            found = None
         if found is not None:
             if found.request_hash != state.request_hash:
                 raise IdempotencyKeyReused(

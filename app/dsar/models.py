@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -78,6 +79,9 @@ REPORT_COLUMNS = [
     "status_reason_code",
 ]
 
+# Closed tickets the worker has not yet given their deletion instant (app/pruning).
+UNSCHEDULED_SQL = "closed_at IS NOT NULL AND delete_after IS NULL"
+
 # Tickets with no fixed due date sort after every dated one.
 NO_DUE_SORT = datetime.fromisoformat("9999-12-31T00:00:00+00:00")
 
@@ -92,6 +96,20 @@ class DsarTicket(Base):
         # The reports (app/reports) read a tenant's tickets received in a range: on PostgreSQL
         # the index carries every column they read, so they never visit the (wide) rows.
         Index(None, "tenant", "received_at", postgresql_include=REPORT_COLUMNS),
+        # The worker's pruning (app/pruning, DESIGN §14): closed tickets not yet given their
+        # deletion instant, and the ones whose instant has come. Both stay small.
+        Index(
+            "ix_dsar_ticket_unscheduled",
+            "closed_at",
+            postgresql_where=text(UNSCHEDULED_SQL),
+            sqlite_where=text(UNSCHEDULED_SQL),
+        ),
+        Index(
+            "ix_dsar_ticket_delete_after",
+            "delete_after",
+            postgresql_where=text("delete_after IS NOT NULL"),
+            sqlite_where=text("delete_after IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -129,6 +147,10 @@ class DsarTicket(Base):
         str_enum(RejectionReason, "dsar_reason_code")
     )
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the closed ticket (and its timeline and tasks) is deleted: closure + the policy's
+    # `records.dsar_kept_for`. Set by the worker after the ticket closes, whichever path
+    # closed it (app/pruning).
+    delete_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer)

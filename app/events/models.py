@@ -27,6 +27,13 @@ class OutboxEvent(Base):
             postgresql_where=text("dispatched_at IS NULL"),
             sqlite_where=text("dispatched_at IS NULL"),
         ),
+        # Pruning (app/pruning): dispatched events, oldest first.
+        Index(
+            "ix_outbox_event_dispatched",
+            "dispatched_at",
+            postgresql_where=text("dispatched_at IS NOT NULL"),
+            sqlite_where=text("dispatched_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(SequenceId, primary_key=True, autoincrement=True)

@@ -4,8 +4,9 @@
   makes it once even with several workers);
 - `retries`: a failed task whose backoff has run out goes back to pending (a push system
   gets its job again);
-- `purge_results`: a closed ticket's task `data` is deleted `fulfilment.keep_results_for`
-  after closure; counts, statuses and digests stay. One audit entry per batch.
+
+Deleting a closed ticket's task `data` (`fulfilment.keep_results_for` after closure) is one
+of the worker's pruning phases (app/pruning/jobs.py), with the service's other deletions.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import trail
 from app.core.db import is_postgres, take_write_lock
 from app.events.outbox import TASK_JOB, emit
 from app.fulfilment.fanout import job_body, task_facts
@@ -146,43 +146,3 @@ async def retries(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
         await send_job_again(session, task, now)
     await session.commit()
     return len(tasks)
-
-
-async def purge_results(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
-    """Commits."""
-    kept = select(FulfilmentTask.id).where(
-        FulfilmentTask.data_purged_at.is_(None), FulfilmentTask.purge_after <= now
-    )
-    if not await _lock(session, kept):
-        return 0
-    due = (
-        select(FulfilmentTask.id)
-        .where(FulfilmentTask.data_purged_at.is_(None), FulfilmentTask.purge_after <= now)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
-    rows = (
-        await session.execute(
-            update(FulfilmentTask)
-            .where(FulfilmentTask.id.in_(due.scalar_subquery()))
-            .values(data=None, data_purged_at=now)
-            .returning(FulfilmentTask.tenant, FulfilmentTask.id)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
-    by_tenant: dict[str, list[str]] = {}
-    for tenant, task_id in rows:
-        by_tenant.setdefault(tenant, []).append(str(task_id))
-    for tenant, ids in by_tenant.items():
-        trail.record(
-            session,
-            tenant=tenant,
-            actor="worker",
-            action="fulfilment.results_deleted",
-            object_type="fulfilment_task",
-            object_id=ids[0],
-            data={"tasks": ids, "count": len(ids)},
-            at=now,
-        )
-    await session.commit()
-    return len(rows)

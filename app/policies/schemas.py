@@ -138,6 +138,16 @@ class FulfilmentIn(_In):
     )
 
 
+class RecordsIn(_In):
+    """How long the service keeps its own records (DESIGN §14); every field optional."""
+
+    dsar_kept_for: Period | None = Field(
+        default=None,
+        description="A closed request is deleted this long after it closed (default 24 "
+        "months: CCPA regulations §7101); its audit entries stay",
+    )
+
+
 class PolicyConfig(_In):
     title: str = Field(min_length=1, max_length=200)
     controller: Controller
@@ -150,6 +160,7 @@ class PolicyConfig(_In):
     minimum_age: StrictInt | None = Field(default=None, ge=0, le=25)
     change_notice: Period | None = None
     fulfilment: FulfilmentIn | None = None
+    records: RecordsIn | None = None
     effective_from: Instant | None = Field(
         default=None, description="A later version takes effect no earlier than this"
     )
@@ -256,6 +267,10 @@ class FulfilmentOut(_Out):
     keep_results_for: PeriodOut
 
 
+class RecordsOut(_Out):
+    dsar_kept_for: PeriodOut
+
+
 class PolicyRead(_Out):
     key: str
     title: str
@@ -269,6 +284,7 @@ class PolicyRead(_Out):
     minimum_age: int | None
     change_notice: PeriodOut
     fulfilment: FulfilmentOut
+    records: RecordsOut
     effective_from: InstantOut | None
     version: int = Field(description="1, 2, … (versions are immutable)")
     published_at: InstantOut

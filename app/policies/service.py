@@ -36,6 +36,7 @@ from app.policies.schemas import (
 from app.rules import regimes
 from app.rules.deadlines import breach_deadlines, dsar_deadlines, effective_at
 from app.rules.fulfilment import settings as fulfilment_settings
+from app.rules.records import settings as records_settings
 from app.rules.retention import evaluate_retention
 
 
@@ -109,6 +110,7 @@ def declared_config(body: PolicyConfig, key: str) -> dict[str, Any]:
 def to_read(version: PolicyVersion, in_force: bool) -> PolicyRead:
     data = dict(version.resolved)
     data["fulfilment"] = fulfilment_settings(data)  # versions published before the block
+    data["records"] = records_settings(data)  # likewise
     data.update(
         version=version.version,
         published_at=version.published_at,

@@ -108,6 +108,12 @@ class FulfilmentRules(TypedDict):
     keep_results_for: PeriodRule
 
 
+class RecordsRules(TypedDict):
+    """The policy's `records` block with its defaults (DESIGN §14)."""
+
+    dsar_kept_for: PeriodRule
+
+
 class ResolvedPolicy(TypedDict):
     key: str
     title: str
@@ -123,3 +129,4 @@ class ResolvedPolicy(TypedDict):
     effective_from: str | None
     # Absent from versions published before the block existed (read as the defaults).
     fulfilment: NotRequired[FulfilmentRules]
+    records: NotRequired[RecordsRules]

@@ -25,11 +25,13 @@ from app.rules.policy import (
     ConsentPurposeRule,
     FulfilmentRules,
     PeriodRule,
+    RecordsRules,
     Regime,
     ResolvedPolicy,
     ResponseRules,
     RetentionRule,
 )
+from app.rules.records import settings as records_settings
 
 # The regimes with a preset: the one list is rules.policy.Regime (a Literal).
 REGIMES: tuple[str, ...] = get_args(Regime)
@@ -712,6 +714,11 @@ def _fulfilment(declared: Mapping[str, Any] | None) -> FulfilmentRules:
     return cast(FulfilmentRules, fulfilment_settings({"fulfilment": declared or {}}))
 
 
+def _records(declared: Mapping[str, Any] | None) -> RecordsRules:
+    """The records block (DESIGN §14): what the policy sets, over the defaults."""
+    return cast(RecordsRules, records_settings({"records": declared or {}}))
+
+
 def resolve(declared: Mapping[str, Any]) -> ResolvedPolicy:
     """The rules in force: the declared configuration merged over its regime's preset.
 
@@ -786,6 +793,7 @@ def resolve(declared: Mapping[str, Any]) -> ResolvedPolicy:
         ],
         "minimum_age": declared.get("minimum_age"),
         "fulfilment": _fulfilment(declared.get("fulfilment")),
+        "records": _records(declared.get("records")),
         "change_notice": cast(
             PeriodRule, declared.get("change_notice") or {"value": 0, "unit": "days"}
         ),

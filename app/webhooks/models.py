@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime, str_enum
@@ -17,6 +17,10 @@ class DeliveryStatus(enum.StrEnum):
     pending = "pending"
     succeeded = "succeeded"
     failed = "failed"
+
+
+# A delivery in one of these states is done: nothing will send it again.
+FINISHED_SQL = "status IN ('succeeded', 'failed')"
 
 
 class WebhookSubscription(Base):
@@ -46,6 +50,16 @@ class WebhookDelivery(Base):
         UniqueConstraint("subscription_id", "event_id"),
         Index(None, "status", "next_attempt_at"),
         Index(None, "subscription_id", "created_at", "id"),
+        # An event's deliveries: pruning asks whether an event has any left, and deleting an
+        # event checks its foreign key here (without it, a scan per deleted event).
+        Index(None, "event_id"),
+        # Pruning (app/pruning): finished deliveries, oldest last attempt first.
+        Index(
+            "ix_webhook_delivery_finished",
+            "last_attempt_at",
+            postgresql_where=text(FINISHED_SQL),
+            sqlite_where=text(FINISHED_SQL),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -377,7 +377,10 @@ async def test_task_data_is_deleted_keep_results_for_after_the_ticket_closes(
     r = await client.get(f"/v1/dsars/{t['id']}/package", headers=auth)
     assert r.json()["systems"][0]["data"] is None
     r = await client.get("/v1/audit-events?limit=500", headers=auth)
-    assert any(e["action"] == "fulfilment.results_deleted" for e in r.json()["items"])
+    assert any(
+        e["action"] == "data.pruned" and e["data"]["kind"] == "task_data"
+        for e in r.json()["items"]
+    )
 
 
 async def test_the_subject_export_holds_the_tasks_and_what_systems_returned(
