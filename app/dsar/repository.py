@@ -61,6 +61,8 @@ class NewTicket:
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # set by the worker once the ticket has closed (app/pruning)
+    delete_after: datetime | None = None
     version: int = 1
 
     def columns(self) -> dict[str, Any]:

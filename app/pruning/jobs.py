@@ -68,12 +68,13 @@ Phase = Callable[[AsyncSession, datetime], Awaitable[int]]
 
 async def _begin(session: AsyncSession, pending: Select[Any], table: str) -> bool:
     """Whether there is work (a cheap indexed read: an idle round takes no lock); on SQLite
-    the write lock is then taken before the rows are read again and deleted."""
-    found = await session.scalar(select(pending.exists()))
+    the write lock is then taken before the rows are read again and deleted. `pending` is
+    ordered like the batch, so the read walks the batch's index and stops at the first row."""
+    found = await session.scalar(pending.limit(1))
     # End the read: SQLite cannot upgrade a read snapshot to the write lock once another
     # writer has committed, so the write transaction starts afresh.
     await session.rollback()
-    if found is not True:
+    if found is None:
         return False
     await take_write_lock(session, table)
     return True
@@ -129,7 +130,7 @@ async def idempotency_records(
     cutoff = now - ttl
     r = IdempotencyRecord
     expired = select(r.tenant).where(r.created_at <= cutoff)
-    if not await _begin(session, expired, r.__tablename__):
+    if not await _begin(session, expired.order_by(r.created_at), r.__tablename__):
         return 0
     key = (r.tenant, r.operation, r.key)
     due = (
@@ -168,7 +169,7 @@ async def deliveries(session: AsyncSession, now: datetime, keep: timedelta, batc
     cutoff = now - keep
     d = WebhookDelivery
     finished = select(d.id).where(text(FINISHED_SQL), d.last_attempt_at <= cutoff)
-    if not await _begin(session, finished, d.__tablename__):
+    if not await _begin(session, finished.order_by(d.last_attempt_at), d.__tablename__):
         return 0
     ids = (
         await session.scalars(
@@ -218,7 +219,7 @@ async def outbox_events(session: AsyncSession, now: datetime, keep: timedelta, b
         e.dispatched_at <= cutoff,
         ~exists().where(WebhookDelivery.event_id == e.id),
     )
-    if not await _begin(session, done, e.__tablename__):
+    if not await _begin(session, done.order_by(e.dispatched_at), e.__tablename__):
         return 0
     ids = (
         await session.scalars(
@@ -257,7 +258,7 @@ async def task_data(session: AsyncSession, now: datetime, batch: int) -> int:
     result's digest stay."""
     t = FulfilmentTask
     kept = select(t.id).where(t.data_purged_at.is_(None), t.purge_after <= now)
-    if not await _begin(session, kept, t.__tablename__):
+    if not await _begin(session, kept.order_by(t.purge_after), t.__tablename__):
         return 0
     due = kept.order_by(t.purge_after).limit(batch).with_for_update(skip_locked=True)
     rows = (
@@ -305,7 +306,7 @@ async def schedule_tickets(session: AsyncSession, now: datetime, batch: int) -> 
     `records.dsar_kept_for` (and the step that says so in their explanation)."""
     t = DsarTicket
     unscheduled = select(t.id).where(text(UNSCHEDULED_SQL))
-    if not await _begin(session, unscheduled, t.__tablename__):
+    if not await _begin(session, unscheduled.order_by(t.closed_at), t.__tablename__):
         return 0
     rows = (
         await session.execute(
@@ -381,7 +382,7 @@ async def tickets(
     """Closed tickets past their `delete_after`, with everything that hangs on them."""
     t = DsarTicket
     due = select(t.id).where(t.delete_after.is_not(None), t.delete_after <= now)
-    if not await _begin(session, due, t.__tablename__):
+    if not await _begin(session, due.order_by(t.delete_after), t.__tablename__):
         return 0
     rows = (
         await session.execute(
@@ -448,7 +449,7 @@ async def incidents(
     """Closed incidents past `keep_until`, with their notifications and history."""
     b = BreachIncident
     due = select(b.id).where(text(PRUNABLE_SQL), b.keep_until <= now)
-    if not await _begin(session, due, b.__tablename__):
+    if not await _begin(session, due.order_by(b.keep_until), b.__tablename__):
         return 0
     rows = (
         await session.execute(

@@ -112,6 +112,7 @@ class RecordsRules(TypedDict):
     """The policy's `records` block with its defaults (DESIGN §14)."""
 
     dsar_kept_for: PeriodRule
+    overrides: NotRequired[list[str]]
 
 
 class ResolvedPolicy(TypedDict):

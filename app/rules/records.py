@@ -35,7 +35,7 @@ def settings(resolved: Mapping[str, Any]) -> dict[str, Any]:
 
 def dsar_delete_after(resolved: Mapping[str, Any], closed_at: datetime) -> tuple[datetime, Step]:
     """When a request closed at `closed_at` is deleted, with the step that says why."""
-    declared = (resolved.get("records") or {}).get("dsar_kept_for")
+    declared = "dsar_kept_for" in ((resolved.get("records") or {}).get("overrides") or ())
     period = Period.of(settings(resolved)["dsar_kept_for"])
     assert period is not None
     jur = resolved["jurisdiction"]
@@ -44,7 +44,7 @@ def dsar_delete_after(resolved: Mapping[str, Any], closed_at: datetime) -> tuple
     calendar = calendar_for(jur["calendar"]) if period.unit == "business_days" else None
     until = add_period(closed_at, period, tz, calendar)
     rule, source = (
-        ("policy promise", None) if declared is not None else ("11 CCR §7101", DSAR_RECORDS_SOURCE)
+        ("policy promise", None) if declared else ("11 CCR §7101", DSAR_RECORDS_SOURCE)
     )
     step = Step(
         rule,

@@ -716,7 +716,10 @@ def _fulfilment(declared: Mapping[str, Any] | None) -> FulfilmentRules:
 
 def _records(declared: Mapping[str, Any] | None) -> RecordsRules:
     """The records block (DESIGN §14): what the policy sets, over the defaults."""
-    return cast(RecordsRules, records_settings({"records": declared or {}}))
+    block = records_settings({"records": declared or {}})
+    # which fields the policy set itself (the explanation then cites the policy, not the law)
+    block["overrides"] = sorted(k for k, v in (declared or {}).items() if v is not None)
+    return cast(RecordsRules, block)
 
 
 def resolve(declared: Mapping[str, Any]) -> ResolvedPolicy:
