@@ -547,3 +547,21 @@ async def test_two_workers_share_the_batches_never_prune_a_row_twice_nor_deadloc
     assert all(e["data"]["count"] <= 3 for e in tickets)
     keys = await pruned_entries(client, auth, "idempotency_record")
     assert sum(e["data"]["count"] for e in keys) == 12
+
+
+async def test_a_ticket_deleted_within_the_idempotency_window_is_never_replayed(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI, clock: MutableClock
+) -> None:
+    clock.pinned = T0
+    await _policy(client, auth, records={"dsar_kept_for": {"value": 0, "unit": "hours"}})
+    first = (await _dsar(client, auth, "k-1")).json()
+    r = await client.post(
+        f"/v1/dsars/{first['id']}/transitions", headers=auth, json={"to": "withdrawn"}
+    )
+    assert r.status_code == 200, r.text
+    await prune(app, T0)
+    assert (await client.get(f"/v1/dsars/{first['id']}", headers=auth)).status_code == 404
+    again = await _dsar(client, auth, "k-1")
+    assert again.status_code == 201, again.text
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.json()["id"] != first["id"]
