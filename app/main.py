@@ -31,6 +31,7 @@ from app.fulfilment.router import router as fulfilment_router
 from app.ops.router import router as ops_router
 from app.policies.router import router as policies_router
 from app.reports.router import router as reports_router
+from app.retention.router import router as retention_router
 from app.subjects.router import router as subjects_router
 from app.webhooks.router import router as webhooks_router
 from app.worker import Worker
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(policies_router)
     app.include_router(breaches_router)
     app.include_router(fulfilment_router)
+    app.include_router(retention_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
     app.include_router(reports_router)

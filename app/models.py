@@ -9,6 +9,7 @@ from app.dsar.models import DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
 from app.fulfilment.models import FulfilmentSystem, FulfilmentTask
 from app.policies.models import Policy, PolicyVersion
+from app.retention.models import LegalHold, RetentionEvent, RetentionExpiry, RetentionSweep
 from app.subjects.models import SubjectErasure
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -25,10 +26,14 @@ __all__ = [
     "FulfilmentSystem",
     "FulfilmentTask",
     "IdempotencyRecord",
+    "LegalHold",
     "OutboxEvent",
     "Policy",
     "PolicyVersion",
     "ReminderSent",
+    "RetentionEvent",
+    "RetentionExpiry",
+    "RetentionSweep",
     "SubjectErasure",
     "WebhookAttempt",
     "WebhookDelivery",

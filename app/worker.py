@@ -31,6 +31,7 @@ from app.dsar import reminders as dsar_reminders
 from app.events.reminders import remind
 from app.fulfilment import jobs
 from app.pruning import jobs as pruning
+from app.retention import jobs as retention
 from app.webhooks import delivery
 from app.webhooks.models import DeliveryStatus
 
@@ -85,6 +86,8 @@ class Worker:
         self.pruners = pruning.phases(settings)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # when this process last looked for today's sweeps (RETENTION_SWEEP_CHECK_SECONDS)
+        self._sweeps_checked: datetime | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -145,6 +148,17 @@ class Worker:
         # per round; a busy round is followed at once by the next.
         for pruner in self.pruners:
             stats.pruned += await self._phase(pruner.name, stats, _at(pruner.run, at))
+        # Retention (DESIGN §14): holds past their `until` end, held tasks no hold covers any
+        # more run, passed subject expiries become erasure tasks, and today's sweeps exist.
+        await self._phase("holds_ended", stats, lambda s: retention.end_holds(s, at))
+        await self._phase("holds_released", stats, lambda s: retention.release_held(s, at))
+        await self._phase("retention_erasures", stats, lambda s: retention.create_erasures(s, at))
+        if self._sweeps_due(at):
+
+            async def sweeps(session: AsyncSession) -> int:
+                return len((await retention.create_sweeps(session, at)).created)
+
+            await self._phase("retention_sweeps", stats, sweeps)
         while True:
             n = await self._phase("fan_out", stats, lambda s: delivery.fan_out(s, at))
             stats.dispatched += n
@@ -152,6 +166,16 @@ class Worker:
                 break
         await self._deliver(at, stats)
         return stats
+
+    def _sweeps_due(self, at: datetime) -> bool:
+        """Looking for the day's sweeps reads every policy and system: once every
+        RETENTION_SWEEP_CHECK_SECONDS, not every round (0: every round)."""
+        last = self._sweeps_checked
+        every = timedelta(seconds=self.settings.retention_sweep_check_seconds)
+        if last is not None and last <= at < last + every:
+            return False
+        self._sweeps_checked = at
+        return True
 
     async def _deliver(self, now: datetime, stats: RoundStats) -> None:
         claimed: list[delivery.Claimed] = []

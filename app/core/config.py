@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 365)
     outbox_keep_days: int = Field(default=30, ge=1, le=3650)
     prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Retention (DESIGN §14): how often a worker looks for the day's sweeps to create (every
+    # round would read every policy and system each second); 0 = every round.
+    retention_sweep_check_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _anchor_relative_sqlite_path(self) -> Settings:

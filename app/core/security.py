@@ -36,6 +36,8 @@ ALL_SCOPES: tuple[str, ...] = (
     "audit:read",
     "reports:read",
     "systems:manage",
+    "retention:read",
+    "retention:write",
 )
 # Carried only by a system's token (its `system` claim names the one system it acts for):
 # never part of `all`.

@@ -446,7 +446,11 @@ class DsarService:
         )
         before = ticket.due_at
         # --- fulfilment hook: the note on the ticket's tasks outlives the new dates ---
-        notes = [step for step in ticket.explanation if step.get("rule") == "fulfilment"]
+        notes = [
+            step
+            for step in ticket.explanation
+            if step.get("rule") in ("fulfilment", "legal hold")
+        ]
         _apply_deadlines(ticket, dl, extended=True)
         ticket.explanation = [*ticket.explanation, *notes]
         ticket.extended = True

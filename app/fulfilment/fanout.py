@@ -36,6 +36,7 @@ from app.fulfilment.models import (
 )
 from app.fulfilment.repository import FulfilmentRepository
 from app.fulfilment.schemas import TaskExport, TaskRead, TasksSummary, TaskSubject
+from app.retention import holds as legal_holds
 from app.rules.explain import Step
 from app.rules.fulfilment import purge_after, task_due
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
@@ -75,7 +76,24 @@ def task_read(task: FulfilmentTask, now: datetime) -> TaskRead:
         created_at=task.created_at,
         updated_at=task.updated_at,
         version=task.version,
+        **retention_fields(task.category, task.retention, task.held_by),
     )
+
+
+def retention_fields(
+    category: str | None, retention: Mapping[str, Any] | None, held_by: list[str] | None
+) -> dict[str, Any]:
+    """A retention task's instruction, at the task's top level beside `type` (DESIGN §14)."""
+    r = retention or {}
+    return {
+        "category": category,
+        "cutoff": r.get("cutoff"),
+        "then": r.get("then"),
+        "holds": r.get("holds"),
+        "subject_id": r.get("subject_id"),
+        "policy_key": r.get("policy_key"),
+        "held_by": held_by,
+    }
 
 
 def is_late(task: FulfilmentTask, now: datetime) -> bool:
@@ -113,7 +131,7 @@ def task_facts(task: FulfilmentTask) -> dict[str, Any]:
     subject, the data or free text."""
     return {
         "id": str(task.id),
-        "dsar_id": str(task.dsar_id),
+        "dsar_id": str(task.dsar_id) if task.dsar_id is not None else None,
         "system": task.system_key,
         "type": task.type,
         "status": TaskStatus(task.status).value,
@@ -194,6 +212,14 @@ async def create_tasks(
     subject = {"id": ticket.subject_id, "email": ticket.subject_email, "name": ticket.subject_name}
     tasks: list[FulfilmentTask] = []
     jobs: list[tuple[OutboxEvent, uuid.UUID]] = []
+    kept: list[Step] = []
+    # A legal hold postpones the erasure at every system whose data it covers (DESIGN §14,
+    # GDPR Art. 17(3)(e)): the task is created `held` and runs once the hold ends.
+    active_holds = (
+        (await legal_holds.active_holds(session, [ticket.tenant], now))[ticket.tenant]
+        if ticket.type == "erasure"
+        else []
+    )
     for system in systems:
         due = task_due(
             resolved,
@@ -229,9 +255,23 @@ async def create_tasks(
             updated_at=now,
             version=1,
         )
+        held = legal_holds.covering_system(active_holds, ticket.subject_id, system.categories)
+        if held:
+            task.status = TaskStatus.held
+            task.held_by = [str(h.id) for h in held]
+            task.available_at = legal_holds.recheck_at(held)
+            step = Step(
+                "legal hold",
+                "GDPR Art. 17(3)(e)",
+                f"system '{system.key}' keeps this person's data while "
+                + "; ".join(legal_holds.describe(h) for h in held)
+                + ": its erasure task is postponed until the hold ends",
+            )
+            task.explanation = [*task.explanation, step.to_dict()]
+            kept.append(step)
         session.add(task)
         tasks.append(task)
-        job = add_job(session, system, task, now)
+        job = add_job(session, system, task, now) if not held else None
         if job is not None:
             jobs.append(job)
         emit(session, ticket.tenant, "task.created", task_facts(task), now)
@@ -254,7 +294,8 @@ async def create_tasks(
             "fulfilment",
             None,
             f"{len(tasks)} task(s) created for the systems that handle '{ticket.type}': {names}",
-        )
+        ),
+        *kept,
     ]
 
 
@@ -359,7 +400,10 @@ async def on_closed(
     status = DsarStatus(ticket.status)
     if status in (DsarStatus.rejected, DsarStatus.withdrawn):
         for task in tasks:
-            if TaskStatus(task.status) in OPEN_TASK_STATUSES or task.status == TaskStatus.refused:
+            if TaskStatus(task.status) in OPEN_TASK_STATUSES or task.status in (
+                TaskStatus.refused,
+                TaskStatus.held,
+            ):
                 task.status = TaskStatus.waived
                 task.reason = f"the request was {status.value}"
                 task.lease_until = None

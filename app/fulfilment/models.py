@@ -35,6 +35,9 @@ class TaskStatus(enum.StrEnum):
     failed = "failed"
     refused = "refused"
     waived = "waived"
+    # Postponed by a legal hold (DESIGN §14): neither claimable nor delivered, neither open
+    # nor done; the worker puts it back to pending once no active hold covers it.
+    held = "held"
 
 
 # A ticket cannot complete while a task is in one of these.
@@ -48,6 +51,9 @@ REPORTABLE = frozenset(
 # Claimable when due (`available_at`): pending, or leased with the lease run out.
 CLAIMABLE_SQL = "status IN ('pending', 'in_progress')"
 _OPEN_NOT_OVERDUE = "overdue_at IS NULL AND status IN ('pending', 'in_progress', 'failed')"
+# Task types of retention (DESIGN §14), beside the DSAR request types.
+RETENTION_SWEEP = "retention_sweep"
+RETENTION_ERASURE = "retention_erasure"
 
 
 class FulfilmentSystem(Base):
@@ -82,6 +88,8 @@ class FulfilmentTask(Base):
     __tablename__ = "fulfilment_task"
     __table_args__ = (
         UniqueConstraint("dsar_id", "system_id"),
+        # A retention task: one per system per sweep or per subject's expiry (DESIGN §14).
+        UniqueConstraint("retention_ref", "system_id"),
         Index(None, "tenant", "created_at", "id"),
         Index(None, "tenant", "system_key", "created_at", "id"),
         # The claim: one range per system, only the claimable rows.
@@ -105,6 +113,13 @@ class FulfilmentTask(Base):
             postgresql_where=text("status = 'failed' AND retry_exhausted = false"),
             sqlite_where=text("status = 'failed' AND retry_exhausted = 0"),
         ),
+        # The worker's look at held tasks whose holds may have ended.
+        Index(
+            "ix_fulfilment_task_held",
+            "available_at",
+            postgresql_where=text("status = 'held'"),
+            sqlite_where=text("status = 'held'"),
+        ),
         Index(
             "ix_fulfilment_task_purge",
             "purge_after",
@@ -115,7 +130,10 @@ class FulfilmentTask(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64))
-    dsar_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dsar_ticket.id", ondelete="CASCADE"))
+    # null for a retention task (a sweep or a subject's expiry: no request behind it)
+    dsar_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("dsar_ticket.id", ondelete="CASCADE")
+    )
     system_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("fulfilment_system.id"))
     system_key: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(32))
@@ -139,6 +157,14 @@ class FulfilmentTask(Base):
     overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purge_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     data_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Retention tasks (DESIGN §14): the sweep or subject expiry the task acts for, the data
+    # category, and the rest of the instruction ({"policy_key", "policy_version", "cutoff",
+    # "then", "holds", "subject_id"}).
+    retention_ref: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    category: Mapped[str | None] = mapped_column(String(64))
+    retention: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The legal holds that postponed the task (kept after their release: the task was held).
+    held_by: Mapped[list[str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer)

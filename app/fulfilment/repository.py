@@ -128,7 +128,8 @@ class FulfilmentRepository:
             .group_by(FulfilmentTask.dsar_id, FulfilmentTask.status)
         )
         for dsar_id, status, n in rows:
-            out[dsar_id][TaskStatus(status).value] = int(n)
+            if dsar_id is not None:
+                out[dsar_id][TaskStatus(status).value] = int(n)
         return out
 
     async def late_tickets(
@@ -145,7 +146,7 @@ class FulfilmentRepository:
             )
             .distinct()
         )
-        return set(rows)
+        return {i for i in rows if i is not None}
 
     async def claim(
         self, tenant: str, system: str, now: datetime, lease: timedelta, limit: int
@@ -261,7 +262,7 @@ _CLAIM_RAW = text(
     RETURNING id, dsar_id, system_key, type, subject, status, due_at, explanation, attempts,
               lease_until, records_affected, reason, proof, result_digest,
               (data IS NOT NULL AND data <> 'null'::jsonb) AS has_data, reported_at,
-              created_at, updated_at, version
+              created_at, updated_at, version, category, retention, held_by
     """
 )
 

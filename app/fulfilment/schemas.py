@@ -177,7 +177,9 @@ class TaskSubject(BaseModel):
 
 class TaskRead(BaseModel):
     id: uuid.UUID
-    dsar_id: uuid.UUID
+    dsar_id: uuid.UUID | None = Field(
+        description="The request behind the task; null for a retention task"
+    )
     system: str
     type: str
     subject: TaskSubject
@@ -199,6 +201,32 @@ class TaskRead(BaseModel):
     created_at: InstantOut
     updated_at: InstantOut
     version: int
+    # Retention tasks (DESIGN §14): `retention_sweep` and `retention_erasure`.
+    category: str | None = Field(
+        default=None, description="Retention tasks: the data category to act on"
+    )
+    cutoff: InstantOut | None = Field(
+        default=None,
+        description="retention_sweep: apply `then` to every record of the category whose "
+        "trigger instant is before this, except the held subjects",
+    )
+    then: str | None = Field(
+        default=None, description="Retention tasks: delete, anonymize, archive or review"
+    )
+    holds: list[str] | None = Field(
+        default=None, description="retention_sweep: the held subjects' ids, to leave alone"
+    )
+    subject_id: str | None = Field(
+        default=None, description="retention_erasure: the subject whose records expired"
+    )
+    policy_key: str | None = Field(
+        default=None, description="Retention tasks: the policy whose retention rule applies"
+    )
+    held_by: list[str] | None = Field(
+        default=None,
+        description="The legal holds that postponed the task (status `held` while one is "
+        "active; kept after they end)",
+    )
 
 
 class TaskExport(TaskRead):

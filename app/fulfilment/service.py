@@ -127,6 +127,10 @@ class TaskNotRetryable(Conflict):
     code = "task_not_retryable"
 
 
+class TaskHeld(Conflict):
+    code = "task_held"
+
+
 class TaskDsarClosed(Conflict):
     code = "dsar_closed"
 
@@ -187,6 +191,9 @@ def task_read_row(row: dict[str, Any], now: datetime) -> TaskRead:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        **fanout.retention_fields(
+            row["category"], _json(row["retention"]), _json(row["held_by"])
+        ),
     )
 
 
@@ -508,19 +515,40 @@ class FulfilmentService:
 
     async def _locked_task_and_ticket(
         self, who: Principal, task_id: uuid.UUID
-    ) -> tuple[FulfilmentTask, DsarTicket]:
-        """The task and its ticket, locked ticket first (the order the DSAR transitions
-        take), so a report and a transition never deadlock."""
+    ) -> tuple[FulfilmentTask, DsarTicket | None]:
+        """The task and its ticket (none for a retention task), locked ticket first (the
+        order the DSAR transitions take), so a report and a transition never deadlock."""
         if not is_postgres(self.session):
             await take_write_lock(self.session, "fulfilment_task")
         found = await self._task(who, task_id)
-        ticket = await DsarRepository(self.uow).get(who.tenant, found.dsar_id, lock=True)
-        assert ticket is not None, "a task always belongs to an existing ticket"
+        ticket: DsarTicket | None = None
+        if found.dsar_id is not None:
+            ticket = await DsarRepository(self.uow).get(who.tenant, found.dsar_id, lock=True)
+            assert ticket is not None, "a request's task always belongs to an existing ticket"
         task = await self.repo.task(who.tenant, task_id, system=who.system, lock=True)
         assert task is not None
         await self.session.refresh(task)
-        await self.session.refresh(ticket)
+        if ticket is not None:
+            await self.session.refresh(ticket)
         return task, ticket
+
+    async def _conf(
+        self, task: FulfilmentTask, ticket: DsarTicket | None
+    ) -> tuple[dict[str, Any], PolicyVersion | None]:
+        """The fulfilment settings governing a task: its ticket's policy version, or for a
+        retention task the version whose rule it applies."""
+        if ticket is not None:
+            pv = await self._policy_version(ticket)
+            return rules.settings(pv.resolved), pv
+        ref = task.retention or {}
+        found = await self.session.scalar(
+            select(PolicyVersion).where(
+                PolicyVersion.tenant == task.tenant,
+                PolicyVersion.policy_key == ref.get("policy_key"),
+                PolicyVersion.version == ref.get("policy_version"),
+            )
+        )
+        return rules.settings(found.resolved if found is not None else {}), None
 
     async def report(self, who: Principal, task_id: uuid.UUID, body: TaskResultIn) -> TaskRead:
         status = TaskStatus(body.status)
@@ -562,10 +590,16 @@ class FulfilmentService:
                 f"The task was already reported ({current.value}); a different report is refused",
                 task_status=current.value,
             )
-        if not ticket.is_open:
+        if task.status == TaskStatus.held:
+            raise TaskHeld(
+                "A legal hold postpones this task: it is reported once the hold ends",
+                held_by=list(task.held_by or []),
+            )
+        # A task a legal hold postponed runs after its hold ends, even if its request has
+        # closed meanwhile (the request was completed with what the hold kept named).
+        if ticket is not None and not ticket.is_open and not task.held_by:
             raise TaskDsarClosed(f"The request is {ticket.status}: reports are closed")
-        pv = await self._policy_version(ticket)
-        conf = rules.settings(pv.resolved)
+        conf, pv = await self._conf(task, ticket)
         task.attempts += 1
         task.status = status
         task.records_affected = body.records_affected
@@ -595,7 +629,8 @@ class FulfilmentService:
         }
         self._audit(who, "task.reported", "fulfilment_task", task.id, facts, now)
         emit(self.session, task.tenant, "task.reported", facts, now)
-        await self._after_task_change(who, ticket, conf, pv, now)
+        if ticket is not None and pv is not None:
+            await self._after_task_change(who, ticket, conf, pv, now)
         read = task_read(task, now)
         await self.uow.commit()
         return read
@@ -664,7 +699,7 @@ class FulfilmentService:
     async def waive(self, who: Principal, task_id: uuid.UUID, body: TaskWaiveIn) -> TaskRead:
         now = self.clock()
         task, ticket = await self._locked_task_and_ticket(who, task_id)
-        if not ticket.is_open:
+        if ticket is not None and not ticket.is_open and not task.held_by:
             raise TaskDsarClosed(f"The request is {ticket.status}: its tasks are settled")
         if TaskStatus(task.status) in DONE_TASK_STATUSES:
             raise TaskNotWaivable(f"The task is already {TaskStatus(task.status).value}")
@@ -676,8 +711,9 @@ class FulfilmentService:
         facts = task_facts(task)
         self._audit(who, "task.waived", "fulfilment_task", task.id, facts, now)
         emit(self.session, task.tenant, "task.reported", facts, now)
-        pv = await self._policy_version(ticket)
-        await self._after_task_change(who, ticket, rules.settings(pv.resolved), pv, now)
+        if ticket is not None:
+            pv = await self._policy_version(ticket)
+            await self._after_task_change(who, ticket, rules.settings(pv.resolved), pv, now)
         read = task_read(task, now)
         await self.uow.commit()
         return read
@@ -687,7 +723,7 @@ class FulfilmentService:
         push system is sent the job again."""
         now = self.clock()
         task, ticket = await self._locked_task_and_ticket(who, task_id)
-        if not ticket.is_open:
+        if ticket is not None and not ticket.is_open and not task.held_by:
             raise TaskDsarClosed(f"The request is {ticket.status}: its tasks are settled")
         if TaskStatus(task.status) not in (TaskStatus.failed, TaskStatus.refused):
             raise TaskNotRetryable(

@@ -12,13 +12,16 @@ Explanations are shared: 10,000 records of one category in one state point at on
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
+
 from app.rules.calendars import WorkCalendar, calendar_for
 from app.rules.explain import Step, describe_period
-from app.rules.periods import Period, add_period, add_to_date, zone
+from app.rules.periods import Period, add_period, add_to_date, local_wall_time, zone
 from app.rules.policy import ResolvedPolicy
 
 PROBLEM_BASE = "https://privacy-rights.example/problems/"
@@ -230,3 +233,181 @@ def _shift(
     if end_offset is None:
         return None
     return timedelta(days=(end - start).days) + (offset - end_offset)
+
+
+# ---- acting on retention (DESIGN §14) ---------------------------------------------------------
+
+SWEEP_TRIGGERS = frozenset({"collected", "last_activity"})
+
+
+def sweepable(rule: Mapping[str, Any]) -> bool:
+    """A rule the daily sweeps apply: triggered per record (`collected`, `last_activity`) and
+    with a fixed period (`keep_for: null` keeps records indefinitely: nothing to sweep)."""
+    return rule["starts_at"] in SWEEP_TRIGGERS and rule.get("keep_for") is not None
+
+
+def subject_events(resolved: Mapping[str, Any]) -> frozenset[str]:
+    """The per-subject trigger events the policy's rules use (`account_closed`,
+    `contract_ended`, custom names): what `POST …/retention-events` accepts."""
+    return frozenset(
+        str(r["starts_at"])
+        for r in resolved.get("retention") or []
+        if r["starts_at"] not in SWEEP_TRIGGERS
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SweepCutoff:
+    """`cutoff`: every record whose trigger instant is before it has passed its retention at
+    `now`; `day`: the sweep's local date in the policy's timezone."""
+
+    cutoff: datetime
+    day: date
+    explanation: list[dict[str, Any]]
+
+
+def local_day(resolved: Mapping[str, Any], now: datetime) -> date:
+    return now.astimezone(zone(resolved["jurisdiction"]["timezone"])).date()
+
+
+def sweep_cutoff(
+    resolved: Mapping[str, Any], rule: Mapping[str, Any], now: datetime
+) -> SweepCutoff:
+    """now minus `keep_for`, the way `add_period` counts forward, so that a record before the
+    cutoff is exactly a record whose expiry (`evaluate_retention`) has passed — or, where the
+    month clamp maps several trigger dates onto one expiry date, one that passed at most a
+    day ago; never one still running.
+
+    Hours: the UTC timeline. Day-based units: on local dates in the policy's timezone, keeping
+    the local wall-clock time: d* is the first local date whose expiry date is not before
+    today; the cutoff is today's wall-clock time on d* when d*'s expiry is today, else the
+    start of d* (every earlier date has expired whole)."""
+    tz_name = str(resolved["jurisdiction"]["timezone"])
+    tz = zone(tz_name)
+    calendar = calendar_for(resolved["jurisdiction"]["calendar"])
+    period = Period.of(rule["keep_for"])
+    if period is None:
+        raise ValueError("a rule with keep_for null has no sweep")
+    category, trigger = rule["category"], rule["starts_at"]
+    local_now = now.astimezone(UTC).astimezone(tz)
+    today = local_now.date()
+    head = Step(
+        "policy retention rule",
+        None,
+        f"Category '{category}': kept for {describe_period(period)} from '{trigger}', then "
+        f"{rule['then']}; sweep of {today.isoformat()} ({tz_name})",
+    )
+    steps = [head]
+    if period.unit == "hours":
+        cutoff = now.astimezone(UTC) - timedelta(hours=period.value)
+        steps.append(
+            Step(
+                "period arithmetic",
+                None,
+                f"{describe_period(period)} are clock hours on the UTC timeline: cutoff = "
+                f"{now.astimezone(UTC).isoformat()} minus {period.value} h = {cutoff.isoformat()}",
+            )
+        )
+    else:
+
+        def expiry_date(d: date) -> date:
+            return add_to_date(d, period, calendar).end
+
+        guess = _back(today, period)
+        first = guess
+        while expiry_date(first - timedelta(days=1)) >= today:
+            first -= timedelta(days=1)
+        while expiry_date(first) < today:
+            first += timedelta(days=1)
+        end = expiry_date(first)
+        if end == today:
+            wall = local_now.time().replace(tzinfo=None)
+            cutoff = local_wall_time(first, wall, tz)
+            how = (
+                f"a record of {first.isoformat()} expires on {end.isoformat()} at its own "
+                f"local time: those before {wall.isoformat(timespec='seconds')} have expired, "
+                "every earlier date has expired whole"
+            )
+        else:
+            cutoff = local_wall_time(first, time(0), tz)
+            last = first - timedelta(days=1)
+            how = (
+                f"no record's expiry falls on {today.isoformat()} (the count back lands on "
+                f"{guess.isoformat()}, a shorter month): a record of {last.isoformat()} expired on "
+                f"{expiry_date(last).isoformat()}, one of {first.isoformat()} expires on "
+                f"{end.isoformat()}, so every record before {first.isoformat()} 00:00 has expired"
+            )
+        steps.append(
+            Step(
+                "period arithmetic",
+                None,
+                f"{today.isoformat()} minus {describe_period(period)} on local dates in {tz_name} "
+                f"(months end on the corresponding day or the last day of a shorter month): "
+                f"{how}; cutoff = {cutoff.astimezone(tz).isoformat()} = {cutoff.isoformat()}",
+            )
+        )
+    steps.append(
+        Step(
+            "retention sweep",
+            None,
+            f"apply '{rule['then']}' to every '{category}' record whose '{trigger}' instant is "
+            "before the cutoff, except the held subjects",
+        )
+    )
+    return SweepCutoff(cutoff=cutoff, day=today, explanation=[s.to_dict() for s in steps])
+
+
+def _back(today: date, period: Period) -> date:
+    """A first guess of today minus period (refined by walking dates)."""
+    if period.unit in ("months", "years"):
+        back: date = today - relativedelta(**{period.unit: period.value})
+        return back
+    if period.unit == "weeks":
+        return today - timedelta(weeks=period.value)
+    if period.unit == "business_days":
+        return today - timedelta(days=period.value * 7 // 5)
+    return today - timedelta(days=period.value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubjectExpiry:
+    category: str
+    state: str  # running | expired | not_started | indefinite
+    expires_at: datetime | None
+    then: str
+    explanation: list[dict[str, Any]]
+
+
+def subject_expiry(
+    resolved: Mapping[str, Any],
+    rule: Mapping[str, Any],
+    occurred_at: datetime | None,
+    now: datetime,
+) -> SubjectExpiry:
+    """A per-subject trigger's rule for one subject: the expiry of `occurred_at` (the event's
+    instant; None: not recorded), and whether it has passed at `now`."""
+    tz_name = str(resolved["jurisdiction"]["timezone"])
+    category, then = str(rule["category"]), str(rule["then"])
+    period = Period.of(rule.get("keep_for"))
+    if period is None:
+        return SubjectExpiry(
+            category, "indefinite", None, then, _explanation(rule, "indefinite", tz_name)
+        )
+    if occurred_at is None:
+        return SubjectExpiry(
+            category, "not_started", None, then, _explanation(rule, "not_started", tz_name)
+        )
+    calendar = calendar_for(resolved["jurisdiction"]["calendar"])
+    expires_at = add_period(occurred_at, period, zone(tz_name), calendar)
+    state = "expired" if expires_at <= now else "running"
+    steps = _explanation(rule, "running", tz_name)
+    steps.append(
+        Step(
+            "retention expiry",
+            None,
+            f"'{rule['starts_at']}' on {occurred_at.astimezone(UTC).isoformat()} + "
+            f"{describe_period(period)} → {expires_at.isoformat()}"
+            + (" (passed)" if state == "expired" else ""),
+        ).to_dict()
+    )
+    return SubjectExpiry(category, state, expires_at, then, steps)
