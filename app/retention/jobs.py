@@ -143,11 +143,20 @@ class Plan:
     cut: SweepCutoff
 
 
+@dataclass(frozen=True, slots=True)
+class Postponed:
+    policy_key: str
+    system: str
+    category: str
+    day: date
+    held_by: list[str]
+
+
 @dataclass(slots=True)
 class SweepOutcome:
     created: list[uuid.UUID]
     today: list[tuple[uuid.UUID, str, date]]  # (system id, category, day) of the policies run
-    postponed: list[tuple[Plan, list[LegalHold]]]
+    postponed: list[Postponed]
 
 
 async def _plans(
@@ -233,7 +242,15 @@ async def create_sweeps(
         holds = holds_by_tenant.get(plan.tenant, [])
         blocking = legal_holds.category_holds(holds, category)
         if blocking:
-            outcome.postponed.append((plan, blocking))
+            outcome.postponed.append(
+                Postponed(
+                    plan.policy_key,
+                    plan.system.key,
+                    category,
+                    plan.cut.day,
+                    [str(h.id) for h in blocking],
+                )
+            )
             continue
         held = legal_holds.held_subjects(holds, category)
         sweep_id = new_id()

@@ -94,6 +94,17 @@ class RetentionEventIn(BaseModel):
     occurred_at: Instant = Field(description="When it happened; not in the future")
 
 
+class RetentionEventExport(BaseModel):
+    """A recorded retention event in a subject's export."""
+
+    id: uuid.UUID
+    policy_key: str
+    policy_version: int
+    event: str
+    occurred_at: InstantOut
+    recorded_at: InstantOut
+
+
 class RetentionExpiryRead(BaseModel):
     category: str
     expires_at: InstantOut

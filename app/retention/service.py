@@ -144,13 +144,13 @@ class RetentionService:
             items=items,
             postponed=[
                 SweepPostponed(
-                    policy_key=plan.policy_key,
-                    system=plan.system.key,
-                    category=str(plan.rule["category"]),
-                    day=plan.cut.day,
-                    held_by=[str(h.id) for h in held],
+                    policy_key=p.policy_key,
+                    system=p.system,
+                    category=p.category,
+                    day=p.day,
+                    held_by=p.held_by,
                 )
-                for plan, held in outcome.postponed
+                for p in outcome.postponed
             ],
         )
 

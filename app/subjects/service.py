@@ -28,7 +28,10 @@ from app.core.uow import UnitOfWork
 from app.dsar.schemas import DsarRead
 from app.dsar.service import DsarService
 from app.fulfilment import fanout
+from app.fulfilment.fanout import task_read
 from app.fulfilment.schemas import TaskExport
+from app.retention import subject as retention
+from app.retention.schemas import HoldRead, RetentionEventExport
 from app.subjects.models import SubjectErasure
 
 PSEUDONYM_PREFIX = "erased:"
@@ -51,8 +54,13 @@ class SubjectExport(BaseModel):
     consent_states: list[ConsentStateOut]
     dsar_tickets: list[DsarRead]
     fulfilment_tasks: list[TaskExport] = Field(
-        description="The tasks of the subject's tickets, with what each system returned"
+        description="The tasks of the subject's tickets, with what each system returned, and "
+        "the retention erasure tasks about them"
     )
+    retention_events: list[RetentionEventExport] = Field(
+        description="The retention triggers recorded for the subject (account closed, …)"
+    )
+    legal_holds: list[HoldRead] = Field(description="The legal holds naming the subject")
 
 
 def new_pseudonym() -> str:
@@ -89,7 +97,11 @@ class SubjectService:
         events, states = await self.consent.export_subject(who.tenant, subject_id)
         tickets = await self.dsar.export_subject(who.tenant, subject_id)
         tasks = await fanout.export_subject(self.session, who.tenant, [t.id for t in tickets], now)
-        if not (events or states or tickets):
+        kept, holds, erasures = await retention.export_subject(
+            self.session, who.tenant, subject_id, now
+        )
+        tasks += [TaskExport(**task_read(t, now).model_dump(), data=t.data) for t in erasures]
+        if not (events or states or tickets or kept or holds):
             raise SubjectNotFound("This tenant holds nothing on that subject")
         return SubjectExport(
             subject_id=subject_id,
@@ -98,14 +110,18 @@ class SubjectService:
             consent_states=states,
             dsar_tickets=tickets,
             fulfilment_tasks=tasks,
+            retention_events=kept,
+            legal_holds=holds,
         )
 
     async def erase(self, who: Principal, subject_id: str) -> None:
         now = self.clock()
         pseudonym = new_pseudonym()
+        # first: a legal hold naming the subject refuses the erasure (409) before any change
+        kept = await retention.erase_subject(self.session, who.tenant, subject_id, pseudonym, now)
         events, states = await self.consent.erase_subject(who.tenant, subject_id, pseudonym)
         tickets = await self.dsar.erase_subject(who.tenant, subject_id, pseudonym, now)
-        if not (events or states or tickets):
+        if not (events or states or tickets or any(kept.values())):
             raise SubjectNotFound("This tenant holds nothing on that subject")
         erasure_id = uuid.uuid4()
         # The audit entry names the erasure record, never the identifier or the pseudonym.
@@ -116,7 +132,12 @@ class SubjectService:
             action="subject.erased",
             object_type="subject_erasure",
             object_id=erasure_id,
-            data={"consent_events": events, "consent_states": states, "dsar_tickets": tickets},
+            data={
+                "consent_events": events,
+                "consent_states": states,
+                "dsar_tickets": tickets,
+                **kept,
+            },
             at=now,
         )
         self.session.add(
