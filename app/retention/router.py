@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.core.deps import request_uow, require
@@ -76,7 +76,12 @@ SubjectId = Annotated[
     responses=problems(404),
 )
 async def run_retention_sweeps(
-    service: ServiceDep, who: RetentionWriteScope, body: SweepRunIn | None = None
+    service: ServiceDep,
+    who: RetentionWriteScope,
+    body: Annotated[
+        SweepRunIn | None,
+        Body(examples=[{"policy_key": "spotrak"}, {}], description="Optional: one policy"),
+    ] = None,
 ) -> SweepRunRead:
     return await service.run_sweeps(who, body.policy_key if body is not None else None)
 
