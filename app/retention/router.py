@@ -7,6 +7,7 @@ subject routes do (app/subjects/router.py).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from app.core.deps import request_uow, require
 from app.core.idempotency import IdempotencyKeyHeader
@@ -48,6 +50,16 @@ async def get_service(request: Request) -> AsyncIterator[RetentionService]:
 
 
 ServiceDep = Annotated[RetentionService, Depends(get_service)]
+
+
+def _date_text(value: Any) -> Any:
+    """`YYYY-MM-DD` only: pydantic would read `0` as 1970-01-01."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a date as YYYY-MM-DD")
+    return value
+
+
+LocalDate = Annotated[date, BeforeValidator(_date_text)]
 SubjectId = Annotated[
     str,
     Path(
@@ -100,7 +112,7 @@ async def list_retention_sweeps(
     policy_key: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     system: Annotated[str | None, Query(pattern=KEY_PATTERN, max_length=64)] = None,
     category: Annotated[str | None, Query(pattern=SNAKE, max_length=64)] = None,
-    day: Annotated[date | None, Query(description="The sweeps' local date")] = None,
+    day: Annotated[LocalDate | None, Query(description="The sweeps' local date")] = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> SweepList:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,7 +156,7 @@ class HoldCreate(BaseModel):
     subject_id: SubjectIdIn | None = Field(
         default=None, description="One subject (without categories: all their data)"
     )
-    categories: list[str] | None = Field(
+    categories: list[Annotated[str, Field(max_length=64)]] | None = Field(
         default=None,
         min_length=1,
         max_length=100,

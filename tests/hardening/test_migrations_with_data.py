@@ -105,12 +105,38 @@ async def _populate(url: str) -> None:
                     json={
                         "key": "crm",
                         "name": "CRM",
-                        "categories": ["business_data"],
+                        "categories": ["business_data", "technical_logs"],
                         "handles": ["access"],
                         "delivery": {"mode": "push", "url": "http://127.0.0.1:9/jobs"},
                     },
                 )
             )
+            # retention (DESIGN §14): legal_hold, retention_event and retention_expiry, and a
+            # retention_sweep with its task (no ticket: dsar_id null)
+            _ok(
+                await c.post(
+                    "/v1/holds",
+                    headers=auth,
+                    json={
+                        "subject_id": "user-9",
+                        "reason": "Litigation",
+                        "until": "2028-01-01T00:00:00Z",
+                    },
+                )
+            )
+            _ok(
+                await c.post(
+                    "/v1/subjects/user-1/retention-events",
+                    headers=auth,
+                    json={
+                        "policy_key": "spotrak",
+                        "event": "contract_ended",
+                        "occurred_at": "2027-01-31T10:00:00+01:00",
+                    },
+                )
+            )
+            run = _ok(await c.post("/v1/retention/sweeps/run", headers=auth, json={}), 200)
+            assert run["created"] == 1
 
             # dsar_ticket, dsar_event (created, transition, extension)
             dsar = _ok(

@@ -95,6 +95,22 @@ async def _create_everything(client: httpx.AsyncClient, a: dict[str, str]) -> di
         "consent-events": event.json()["id"],
         "breaches": breach.json()["id"],
     }
+    # retention (DESIGN §14): a legal hold and a retention event of A's subject
+    hold = await client.post(
+        "/v1/holds", headers=a, json={"subject_id": SUBJECT, "reason": "Litigation 77"}
+    )
+    assert hold.status_code == 201, hold.text
+    ids["holds"] = hold.json()["id"]
+    ended = await client.post(
+        f"/v1/subjects/{SUBJECT}/retention-events",
+        headers=a,
+        json={
+            "policy_key": "spotrak",
+            "event": "contract_ended",
+            "occurred_at": "2026-01-31T10:00:00+01:00",
+        },
+    )
+    assert ended.status_code == 201, ended.text
     if "/v1/webhooks" in openapi_document()["paths"]:
         hook = await client.post(
             "/v1/webhooks",
@@ -163,6 +179,12 @@ async def test_another_tenant_sees_and_touches_nothing(
             if op["operationId"] == "getSubjectConsents":
                 assert r.status_code == 200, name
                 assert all(c["state"] == "not_set" for c in r.json()["consents"]), name
+            elif op["operationId"] == "getSubjectRetention":
+                assert r.status_code == 200, name
+                assert r.json()["items"] == [], name  # B has no policy: nothing to say
+            elif op["operationId"] == "recordRetentionEvent":  # names A's policy in B's tenant
+                assert r.status_code == 422, f"{name}: {r.status_code} {r.text[:200]}"
+                assert r.json()["code"] == "policy_not_found", name
             elif has_params:
                 assert r.status_code == 404, f"{name}: {r.status_code} {r.text[:200]}"
             elif method == "get":
@@ -183,3 +205,5 @@ async def test_another_tenant_sees_and_touches_nothing(
         "status"
     ] == "open"
     assert (await client.get("/v1/policies/spotrak", headers=a)).json()["version"] == 1
+    (hold,) = (await client.get("/v1/holds", headers=a)).json()["items"]
+    assert hold["active"] is True
