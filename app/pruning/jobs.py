@@ -52,7 +52,7 @@ from app.core.idempotency import IdempotencyRecord, forget_where
 from app.dsar.models import UNSCHEDULED_SQL, DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
 from app.events.outbox import iso
-from app.fulfilment.models import FulfilmentTask
+from app.fulfilment.models import FulfilmentTask, TaskStatus
 from app.policies.models import PolicyVersion
 from app.rules.records import dsar_delete_after
 from app.webhooks.models import FINISHED_SQL, WebhookAttempt, WebhookDelivery
@@ -379,15 +379,20 @@ async def _forget_reminders(
 async def tickets(
     session: AsyncSession, now: datetime, batch: int, idempotency_ttl: timedelta
 ) -> int:
-    """Closed tickets past their `delete_after`, with everything that hangs on them."""
+    """Closed tickets past their `delete_after`, with everything that hangs on them; a
+    ticket whose task a legal hold postpones stays until the hold ends and the task runs
+    (DESIGN §14: deleting it would drop the postponed erasure)."""
     t = DsarTicket
-    due = select(t.id).where(t.delete_after.is_not(None), t.delete_after <= now)
+    not_held = ~exists().where(
+        FulfilmentTask.dsar_id == t.id, FulfilmentTask.status == TaskStatus.held
+    )
+    due = select(t.id).where(t.delete_after.is_not(None), t.delete_after <= now, not_held)
     if not await _begin(session, due.order_by(t.delete_after), t.__tablename__):
         return 0
     rows = (
         await session.execute(
             select(t.id, t.tenant, t.created_at)
-            .where(t.delete_after.is_not(None), t.delete_after <= now)
+            .where(t.delete_after.is_not(None), t.delete_after <= now, not_held)
             .order_by(t.delete_after)
             .limit(batch)
             .with_for_update(skip_locked=True)

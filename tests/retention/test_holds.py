@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.conftest import MutableClock, auth_headers
+from tests.pruning.helpers import prune
 from tests.retention.helpers import policy, sweeps, system, system_auth, tasks, worker
 
 NOW = datetime(2027, 3, 31, 8, 0, tzinfo=UTC)
@@ -206,6 +207,46 @@ async def test_a_dsar_erasure_under_hold_keeps_the_held_systems_data_and_says_wh
         json={"status": "completed", "records_affected": 2},
     )
     assert r.status_code == 200, r.text
+
+
+async def test_a_closed_ticket_whose_erasure_a_hold_postpones_outlives_its_keeping_period(
+    client: httpx.AsyncClient, auth: dict[str, str], clock: MutableClock, app: FastAPI, tenant: str
+) -> None:
+    clock.pinned = NOW
+    await policy(client, auth)
+    await system(client, auth, "crm", ["business_data"])
+    h = await hold(client, auth, subject_id="user-4")
+    dsar = (
+        await client.post(
+            "/v1/dsars",
+            headers=auth,
+            json={"policy_key": "spotrak", "type": "erasure", "subject": {"id": "user-4"}},
+        )
+    ).json()
+    await client.post(
+        f"/v1/dsars/{dsar['id']}/transitions", headers=auth, json={"to": "in_progress"}
+    )
+    r = await client.post(
+        f"/v1/dsars/{dsar['id']}/transitions", headers=auth, json={"to": "completed"}
+    )
+    assert r.status_code == 200, r.text  # a held task is not open: the request completes
+    ten_years = NOW + timedelta(days=3650)
+    await prune(app, ten_years)
+    assert (await client.get(f"/v1/dsars/{dsar['id']}", headers=auth)).status_code == 200
+    await client.delete(f"/v1/holds/{h['id']}", headers=auth)
+    async with worker(app) as w:
+        await w.run_once(ten_years)
+    (task,) = (await client.get(f"/v1/dsars/{dsar['id']}/tasks", headers=auth)).json()["items"]
+    assert task["status"] == "pending"
+    clock.pinned = ten_years
+    r = await client.post(
+        f"/v1/tasks/{task['id']}/result",
+        headers=system_auth(tenant, "crm"),
+        json={"status": "completed", "records_affected": 1},
+    )
+    assert r.status_code == 200, r.text
+    await prune(app, ten_years + timedelta(seconds=1))
+    assert (await client.get(f"/v1/dsars/{dsar['id']}", headers=auth)).status_code == 404
 
 
 async def test_holds_are_validated(
