@@ -1,6 +1,6 @@
 """retention: daily sweeps, per-subject triggers and legal holds (DESIGN §14)
 
-Revision ID: 0010
+Revision ID: 0012
 Revises: 0011
 
 Retention work is done by fulfilment tasks: a task may have no ticket (`dsar_id` null), points
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 OLD_STATUSES = "'pending', 'in_progress', 'completed', 'not_found', 'failed', 'refused', 'waived'"
 NEW_STATUSES = OLD_STATUSES + ", 'held'"
 
-revision: str = '0010'
+revision: str = '0012'
 down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
