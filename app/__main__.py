@@ -11,14 +11,25 @@ from typing import Any
 
 from app.core.config import ConfigurationError, Settings, get_settings
 from app.core.errors import Unauthorized
-from app.core.security import load_key_config, mint_token, parse_scopes, verify_token
+from app.core.security import (
+    load_key_config,
+    load_verifier,
+    mint_token,
+    parse_scopes,
+    verify_token,
+)
 
 
 def openapi_document() -> dict[str, Any]:
     from app.main import create_app
 
-    # The document does not depend on keys; a throwaway secret avoids creating the dev one.
-    settings = Settings(app_env="dev", auth_secret="openapi-generation-" + "x" * 32)
+    # The document does not depend on keys; throwaway ones avoid creating the dev files.
+    settings = Settings(
+        app_env="dev",
+        auth_secret="openapi-generation-" + "x" * 32,
+        secrets_key="openapi-generation-" + "x" * 32,
+        auth_jwks_file=None,
+    )
     schema: dict[str, Any] = create_app(settings).openapi()
     return schema
 
@@ -65,14 +76,16 @@ def mint_checked(
     running server holds. The token is verified with the service's own check before it is
     printed (an AUTH_PRIVATE_KEY that is not AUTH_PUBLIC_KEY's pair fails here, not at the
     first request)."""
-    keys = load_key_config(get_settings(), create_dev_secret=False)
+    settings = get_settings()
+    keys = load_key_config(settings, create_dev_secret=False)
     token = mint_token(keys, tenant=tenant, scopes=scopes, sub=sub, ttl_seconds=ttl, system=system)
     try:
-        verify_token(keys, token)
+        verify_token(load_verifier(settings) if settings.auth_jwks_file else keys, token)
     except Unauthorized:
         raise ConfigurationError(
             "the service would refuse a token signed with this configuration "
-            "(does AUTH_PRIVATE_KEY belong to AUTH_PUBLIC_KEY?)"
+            "(does AUTH_PRIVATE_KEY belong to AUTH_PUBLIC_KEY, or to the AUTH_JWKS_FILE key "
+            "named by AUTH_KEY_ID?)"
         ) from None
     return token
 

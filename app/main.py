@@ -25,7 +25,8 @@ from app.core.middleware import Metrics, RequestContextMiddleware
 from app.core.ratelimit import WriteLimiter
 from app.core.rawpg import create_raw_pool
 from app.core.routing import HotPaths
-from app.core.security import load_key_config
+from app.core.secretbox import load_keyring
+from app.core.security import load_verifier
 from app.dsar.router import router as dsar_router
 from app.fulfilment.router import router as fulfilment_router
 from app.ops.router import router as ops_router
@@ -47,7 +48,8 @@ Errors are RFC 9457 `application/problem+json` with a stable `code`.
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
     settings = settings or get_settings()
-    keys = load_key_config(settings)  # refuses to start without a key in production
+    keys = load_verifier(settings)  # refuses to start without a key in production
+    secrets = load_keyring(settings)  # the signing secrets' key at rest (SECRETS_KEY)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             worker = Worker(
                 app.state.sessionmaker,
                 settings,
+                keyring=secrets,
                 clock=clock,
                 on_attempt=lambda s: app.state.metrics.webhook_attempts.labels(s.value).inc(),
             )
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     )
     app.state.settings = settings
     app.state.keys = keys
+    app.state.secrets = secrets
     app.state.clock = clock
     app.state.metrics = Metrics()
     app.state.write_limiter = (

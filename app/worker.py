@@ -27,6 +27,7 @@ from app.audit import chain
 from app.breaches import reminders as breach_reminders
 from app.core.clock import Clock, utc_now
 from app.core.config import Settings
+from app.core.secretbox import Keyring, load_keyring
 from app.dsar import reminders as dsar_reminders
 from app.events.reminders import remind
 from app.fulfilment import jobs
@@ -66,6 +67,7 @@ class Worker:
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
         *,
+        keyring: Keyring | None = None,
         clock: Clock = utc_now,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: Callable[[], float] = random.random,
@@ -73,6 +75,8 @@ class Worker:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
+        # opens the stored signing secrets (SECRETS_KEY, app/core/secretbox.py)
+        self.keyring = keyring if keyring is not None else load_keyring(settings)
         self.clock = clock
         self.rng = rng
         self.on_attempt = on_attempt
@@ -181,7 +185,11 @@ class Worker:
         claimed: list[delivery.Claimed] = []
 
         async def take(session: AsyncSession) -> int:
-            claimed.extend(await delivery.claim(session, now, self.lease, enrich=jobs.job_bodies))
+            claimed.extend(
+                await delivery.claim(
+                    session, now, self.lease, self.keyring, enrich=jobs.job_bodies
+                )
+            )
             return len(claimed)
 
         await self._phase("claim", stats, take)

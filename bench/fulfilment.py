@@ -168,7 +168,7 @@ async def seed_tasks(dsn: str, tasks: int, now: datetime) -> list[uuid.UUID]:
 
 
 def service(app: Any, session: Any) -> FulfilmentService:
-    config = FulfilmentConfig(frozenset(), 1 << 20, 60.0, 3600.0)
+    config = FulfilmentConfig(frozenset(), 1 << 20, 60.0, 3600.0, app.state.secrets)
     # as a request's unit of work (app/core/deps.py): the session, and the bare pool behind it
     return FulfilmentService(UnitOfWork(session, app.state.raw_pool), app.state.clock, config)
 

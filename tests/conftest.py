@@ -27,11 +27,13 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from app.core.secretbox import Keyring
 from app.core.security import ALL_SCOPES, KeyConfig, mint_token
 from app.main import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+TEST_SECRETS_KEY = "test-secrets-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -51,6 +53,8 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.attributes["database_url"] = database_url
     cfg.attributes["configure_logger"] = False
+    # the key the tests' apps seal secrets with (0012 encrypts or decrypts existing ones)
+    cfg.attributes["secrets_keyring"] = Keyring(TEST_SECRETS_KEY)
     return cfg
 
 
@@ -129,6 +133,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "auth_secret": TEST_SECRET,
+        "secrets_key": TEST_SECRETS_KEY,
         "app_env": "dev",
         "log_level": "INFO",
         # Tests drive the worker themselves (Worker.run_once), deterministically.

@@ -149,7 +149,15 @@ def test_production_refuses_to_start_without_a_key() -> None:
         Settings(app_env="production")
     with pytest.raises(ConfigurationError):
         Settings(app_env="production", auth_secret="s" * 40)  # no issuer/audience
-    ok = Settings(app_env="production", auth_secret="s" * 40, auth_issuer="i", auth_audience="a")
+    with pytest.raises(ConfigurationError, match="SECRETS_KEY"):
+        Settings(app_env="production", auth_secret="s" * 40, auth_issuer="i", auth_audience="a")
+    ok = Settings(
+        app_env="production",
+        auth_secret="s" * 40,
+        auth_issuer="i",
+        auth_audience="a",
+        secrets_key="k" * 40,
+    )
     assert load_key_config(ok).algorithm == "HS256"
 
 

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     auth_key_id: str | None = None
     auth_issuer: str | None = None
     auth_audience: str | None = None
+    # A JWKS file of several public keys, the token's `kid` choosing one; re-read when the
+    # file changes (key rotation without a restart). Instead of AUTH_SECRET/AUTH_PUBLIC_KEY.
+    auth_jwks_file: Path | None = None
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     due_soon_days: int = Field(default=7, ge=0, le=365)
@@ -85,6 +88,15 @@ class Settings(BaseSettings):
     # round would read every policy and system each second); 0 = every round.
     retention_sweep_check_seconds: float = Field(default=60.0, ge=0, le=3600)
 
+    # Keys and secrets rotating without downtime (DESIGN §16).
+    # The key that encrypts the webhook and system signing secrets at rest (AES-GCM);
+    # generated once in dev (like the JWT secret), required in production.
+    secrets_key: str | None = None
+    # Retired keys still read during `python -m app rotate-secrets-key` (comma-separated).
+    secrets_key_old: str = ""
+    # After a rotate-secret, deliveries carry the new and the previous signature this long.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+
     @model_validator(mode="after")
     def _anchor_relative_sqlite_path(self) -> Settings:
         self.database_url = anchored_database_url(self.database_url)
@@ -93,20 +105,33 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.app_env == "production":
-            if not (self.auth_secret or self.auth_public_key):
+            if not (self.auth_secret or self.auth_public_key or self.auth_jwks_file):
                 raise ConfigurationError(
-                    "APP_ENV=production needs AUTH_SECRET (HS256) or AUTH_PUBLIC_KEY (RS256/ES256)"
+                    "APP_ENV=production needs AUTH_SECRET (HS256), AUTH_PUBLIC_KEY (RS256/ES256) "
+                    "or AUTH_JWKS_FILE"
                 )
             if not (self.auth_issuer and self.auth_audience):
                 raise ConfigurationError("APP_ENV=production needs AUTH_ISSUER and AUTH_AUDIENCE")
+            if not self.secrets_key:
+                raise ConfigurationError(
+                    "APP_ENV=production needs SECRETS_KEY (it encrypts the signing secrets)"
+                )
+        if self.secrets_key is not None and len(self.secrets_key) < 32:
+            raise ConfigurationError("SECRETS_KEY must be at least 32 characters")
+        if self.auth_jwks_file is not None and (self.auth_secret or self.auth_public_key):
+            raise ConfigurationError(
+                "AUTH_JWKS_FILE replaces AUTH_SECRET and AUTH_PUBLIC_KEY: set one of them"
+            )
         if self.package_link_secret is not None and len(self.package_link_secret) < 32:
             raise ConfigurationError("PACKAGE_LINK_SECRET must be at least 32 characters")
         if self.auth_secret is not None and len(self.auth_secret) < 32:
             raise ConfigurationError("AUTH_SECRET must be at least 32 characters")
-        if self.auth_private_key and not self.auth_public_key:
+        if self.auth_private_key and not (self.auth_public_key or self.auth_jwks_file):
             # The service verifies with AUTH_PUBLIC_KEY only: without it, it would check HS256
             # tokens against AUTH_SECRET (or the dev secret) and ignore this key.
-            raise ConfigurationError("AUTH_PRIVATE_KEY is set without AUTH_PUBLIC_KEY")
+            raise ConfigurationError(
+                "AUTH_PRIVATE_KEY is set without AUTH_PUBLIC_KEY or AUTH_JWKS_FILE"
+            )
         return self
 
     @property
@@ -139,6 +164,11 @@ class Settings(BaseSettings):
         """Where dev mode keeps its generated package-link key (beside the JWT secret)."""
         jwt_path = self.dev_secret_path()
         return jwt_path.with_name(jwt_path.name.replace("jwt-secret", "package-link-secret"))
+
+    def secrets_key_path(self) -> Path:
+        """Where dev mode keeps its generated SECRETS_KEY (beside the JWT secret)."""
+        jwt_path = self.dev_secret_path()
+        return jwt_path.with_name(jwt_path.name.replace("jwt-secret", "secrets-key"))
 
     def dev_secret_path(self) -> Path:
         """Where dev mode keeps its generated HS256 secret: one absolute path per database,

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Unauthorized
-from app.core.security import KeyConfig, Principal, verify_token
+from app.core.security import Principal, Verifier, verify_token
 from app.core.uow import UnitOfWork
 
 bearer = HTTPBearer(auto_error=False, description="JWT from `python -m app token`")
@@ -34,7 +34,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 def authenticate(request: Request, token: str, *scopes: str) -> Principal:
     """The bearer token's principal, holding every scope named (401 or 403 otherwise). The
     tenant goes on the request for the access log, even when a scope is missing."""
-    keys: KeyConfig = request.app.state.keys
+    keys: Verifier = request.app.state.keys
     principal = verify_token(keys, token)
     request.state.tenant = principal.tenant
     principal.require(*scopes)
@@ -80,7 +80,7 @@ def require_operator_or_system(
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("A bearer token is required")
-        keys: KeyConfig = request.app.state.keys
+        keys: Verifier = request.app.state.keys
         principal = verify_token(keys, credentials.credentials)
         request.state.tenant = principal.tenant
         principal.require_operator_or_system(operator_scope)

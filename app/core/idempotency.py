@@ -5,6 +5,10 @@ another body is 422; the same key while the first request is still running is 40
 The stored response is written in the same transaction as the change it describes, so a
 replay never points at nothing.
 
+A response carrying a secret shown once (a webhook's or push system's `whsec_…`) names that
+field in `sealed`: it is stored AES-GCM encrypted (app/core/secretbox.py, bound to the key's
+record) and opened again for the replay, so the table never holds it in plain text.
+
 PostgreSQL: `pg_try_advisory_xact_lock` on the key answers 409 at once instead of waiting on
 the unique index. SQLite (embedded, one process): an in-process set of keys in flight.
 
@@ -35,6 +39,7 @@ from app.core.clock import Clock, utc_now
 from app.core.db import Base, JSONType, UTCDateTime, is_postgres
 from app.core.db import insert_cte as insert_cte_sql
 from app.core.errors import Conflict, Unprocessable
+from app.core.secretbox import Keyring, is_sealed
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -124,11 +129,16 @@ class Idempotent:
     key: str | None
     request_hash: str
     replay: JSONResponse | None = None
+    keyring: Keyring | None = None
+    sealed: tuple[str, ...] = ()
 
     def remember(self, status_code: int, body: Any, location: str | None, at: datetime) -> None:
         """Store the response in the caller's transaction (commit makes both visible)."""
         if self.key is None:
             return
+        if self.sealed:
+            context = record_context(self.tenant, self.operation, self.key)
+            body = seal_fields(body, self.sealed, self.keyring, context)
         self.session.add(
             IdempotencyRecord(
                 tenant=self.tenant,
@@ -203,6 +213,42 @@ async def forget_where(session: AsyncSession, tenant: str, *which: ColumnElement
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def record_context(tenant: str, operation: str, key: str) -> str:
+    """What a stored response's sealed fields are bound to (AES-GCM associated data)."""
+    return f"idempotency_record:{tenant}\x00{operation}\x00{key}"
+
+
+def seal_fields(
+    body: Any, fields: tuple[str, ...], keyring: Keyring | None, context: str
+) -> Any:
+    """`body` with each named top-level string field sealed."""
+    if not isinstance(body, dict):
+        return body
+    if keyring is None:
+        raise ValueError("sealed fields need the keyring")
+    out = dict(body)
+    for name in fields:
+        value = out.get(name)
+        if isinstance(value, str) and not is_sealed(value):
+            out[name] = keyring.seal(value, context)
+    return out
+
+
+def open_fields(
+    body: Any, fields: tuple[str, ...], keyring: Keyring | None, context: str
+) -> Any:
+    if not isinstance(body, dict) or not fields:
+        return body
+    if keyring is None:
+        raise ValueError("sealed fields need the keyring")
+    out = dict(body)
+    for name in fields:
+        value = out.get(name)
+        if is_sealed(value):
+            out[name] = keyring.open(value, context)
+    return out
+
+
 def _lock_id(tenant: str, operation: str, key: str) -> int:
     digest = hashlib.sha256(f"{tenant}\x00{operation}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -217,15 +263,20 @@ async def idempotent(
     request: Callable[[], Any],
     *,
     etag: bool = False,
+    sealed: tuple[str, ...] = (),
+    keyring: Keyring | None = None,
 ) -> AsyncIterator[Idempotent]:
     """`request()` gives the request as the key remembers it (JSON-able); it is built and
     hashed only when a key was sent. `etag`: the operation answers with the object's
-    `ETag` (`"<version>"`), which a replay repeats from the stored body's `version`."""
+    `ETag` (`"<version>"`), which a replay repeats from the stored body's `version`.
+    `sealed`: the response's fields stored encrypted under `keyring` (a secret shown once)."""
     key = normalise_key(raw_key) if raw_key is not None else None
     if key is None:  # nothing to remember or replay
         yield Idempotent(session, tenant, operation, None, "")
         return
-    state = Idempotent(session, tenant, operation, key, body_hash(request()))
+    state = Idempotent(
+        session, tenant, operation, key, body_hash(request()), keyring=keyring, sealed=sealed
+    )
     marker = (tenant, operation, key)
     is_pg = is_postgres(session)
     if is_pg:
@@ -276,7 +327,10 @@ async def idempotent(
             if etag and isinstance(version, int):
                 # the first response's ETag: the version the stored body was answered with
                 headers["ETag"] = f'"{version}"'
-            state.replay = JSONResponse(found.response_body, found.status_code, headers=headers)
+            body = open_fields(
+                found.response_body, sealed, keyring, record_context(tenant, operation, key)
+            )
+            state.replay = JSONResponse(body, found.status_code, headers=headers)
         yield state
     finally:
         if not is_pg:

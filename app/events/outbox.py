@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,12 +30,16 @@ EventType = Literal[
     "task.overdue",
     "task.reported",
     "dsar.fulfilled",
+    "webhook.disabled",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # Sent only by POST /v1/webhooks/{id}/ping, to that one subscription.
 PING = "webhook.ping"
 # A push system's job (DESIGN §13): addressed to that system only, never fanned out.
 TASK_JOB = "task.created"
+# A receiver answered 410 Gone and its subscription (or a push system's job endpoint) was
+# disabled; fanned out to the tenant's other subscriptions that asked for it.
+WEBHOOK_DISABLED: Final = "webhook.disabled"
 
 
 COLUMNS = ("tenant", "type", "data", "created_at")

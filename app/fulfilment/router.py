@@ -60,6 +60,8 @@ async def get_service(request: Request) -> AsyncIterator[FulfilmentService]:
         data_max_bytes=settings.task_data_max_bytes,
         backoff_base_seconds=settings.task_retry_backoff_base_seconds,
         backoff_max_seconds=settings.task_retry_backoff_max_seconds,
+        keyring=request.app.state.secrets,
+        secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
     )
     async with request_uow(request) as uow:
         yield FulfilmentService(uow, request.app.state.clock, config)
@@ -172,7 +174,9 @@ async def update_system(
     operation_id="rotateSystemSecret",
     tags=["systems"],
     summary="Issue a new signing secret for a push system",
-    description="The new secret signs every job sent from now on (it is shown once).",
+    description="Returns the new secret once. For WEBHOOK_SECRET_OVERLAP_HOURS (default 24) "
+    "every job carries both signatures, space-separated in `webhook-signature` "
+    "(`v1,<new> v1,<old>`, Standard Webhooks); then only the new one.",
     responses=problems(404, 409),
 )
 async def rotate_system_secret(

@@ -129,6 +129,12 @@ class SystemUpdate(BaseModel):
 class SystemDeliveryRead(BaseModel):
     mode: DeliveryMode
     url: str | None = None
+    disabled_at: InstantOut | None = Field(
+        default=None,
+        description="Set when the push endpoint answered 410 Gone: no job is sent (open "
+        "tasks wait; the system can still report). A PATCH with a `delivery` URL re-enables "
+        "it and resends the open tasks' jobs",
+    )
 
 
 class SystemRead(BaseModel):
@@ -162,6 +168,10 @@ class SystemUpdated(SystemRead):
 class SystemSecretRotated(BaseModel):
     key: str
     secret: str = Field(description="The new `whsec_…` secret, shown once")
+    previous_secret_valid_until: InstantOut | None = Field(
+        description="Until then every job carries two signatures (`v1,<new> v1,<old>`); null "
+        "when WEBHOOK_SECRET_OVERLAP_HOURS is 0"
+    )
 
 
 class SystemList(BaseModel):

@@ -33,6 +33,7 @@ from app.core.pagination import (
     keyset,
     page_of,
 )
+from app.core.secretbox import Keyring
 from app.core.security import Principal
 from app.core.uow import UnitOfWork
 from app.dsar.models import DsarEvent, DsarStatus, DsarTicket
@@ -77,6 +78,8 @@ from app.webhooks.models import WebhookSubscription
 from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 
 DATA_TYPES = frozenset({"access", "portability"})
+# The stored idempotent response of a creation that shows a secret once keeps it sealed.
+SEALED_RESPONSE_FIELDS = ("secret",)
 
 
 class SystemNotFound(NotFound):
@@ -145,15 +148,20 @@ class FulfilmentConfig:
     data_max_bytes: int
     backoff_base_seconds: float
     backoff_max_seconds: float
+    keyring: Keyring
+    # WEBHOOK_SECRET_OVERLAP_HOURS: a rotated secret keeps signing this long
+    secret_overlap: timedelta = timedelta(hours=24)
 
 
-def system_read(system: FulfilmentSystem, url: str | None) -> SystemRead:
+def system_read(
+    system: FulfilmentSystem, url: str | None, disabled_at: datetime | None = None
+) -> SystemRead:
     return SystemRead(
         key=system.key,
         name=system.name,
         categories=list(system.categories),
         handles=list(system.handles),
-        delivery=SystemDeliveryRead(mode=system.mode, url=url),
+        delivery=SystemDeliveryRead(mode=system.mode, url=url, disabled_at=disabled_at),
         task_within=system.task_within,
         contact_email=system.contact_email,
         active=system.active,
@@ -253,26 +261,38 @@ class FulfilmentService:
                 ],
             ) from None
 
-    async def _url_of(self, system: FulfilmentSystem) -> str | None:
+    async def _endpoint_of(self, system: FulfilmentSystem) -> WebhookSubscription | None:
         if system.subscription_id is None or system.mode != DeliveryMode.push:
             return None
-        sub = await self.session.get(WebhookSubscription, system.subscription_id)
+        return await self.session.get(WebhookSubscription, system.subscription_id)
+
+    async def _url_of(self, system: FulfilmentSystem) -> str | None:
+        sub = await self._endpoint_of(system)
         return sub.url if sub is not None else None
 
-    def _endpoint(self, who: Principal, key: str, url: str, now: datetime) -> WebhookSubscription:
+    async def _read(self, system: FulfilmentSystem) -> SystemRead:
+        sub = await self._endpoint_of(system)
+        return system_read(
+            system, sub.url if sub else None, sub.disabled_at if sub else None
+        )
+
+    def _endpoint(
+        self, who: Principal, key: str, url: str, now: datetime
+    ) -> tuple[WebhookSubscription, str]:
+        """A push system's job endpoint and its new secret (shown once)."""
         sub = WebhookSubscription(
             id=new_id(),
             tenant=who.tenant,
             url=url,
             events=[],
-            secret=signing.new_secret(),
             description=f"push system {key}",
             created_at=now,
             created_by=who.sub,
             system_key=key,
         )
+        secret = signing.issue(sub, self.config.keyring)
         self.session.add(sub)
-        return sub
+        return sub, secret
 
     async def create_system(
         self, who: Principal, body: SystemCreate, idempotency_key: str | None
@@ -281,7 +301,13 @@ class FulfilmentService:
         if isinstance(body.delivery, PushDelivery):
             await self._check_url(body.delivery.url)
         async with idempotent(
-            self.session, who.tenant, "createSystem", idempotency_key, lambda: as_sent(body)
+            self.session,
+            who.tenant,
+            "createSystem",
+            idempotency_key,
+            lambda: as_sent(body),
+            sealed=SEALED_RESPONSE_FIELDS,
+            keyring=self.config.keyring,
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
@@ -292,8 +318,8 @@ class FulfilmentService:
             subscription_id: uuid.UUID | None = None
             url: str | None = None
             if isinstance(body.delivery, PushDelivery):
-                sub = self._endpoint(who, body.key, body.delivery.url, now)
-                secret, subscription_id, url = sub.secret, sub.id, sub.url
+                sub, secret = self._endpoint(who, body.key, body.delivery.url, now)
+                subscription_id, url = sub.id, sub.url
                 await self.session.flush()  # before the system row that references it
             system = FulfilmentSystem(
                 id=new_id(),
@@ -350,7 +376,7 @@ class FulfilmentService:
 
     async def get_system(self, who: Principal, key: str) -> SystemRead:
         system = await self._system(who, key)
-        return system_read(system, await self._url_of(system))
+        return await self._read(system)
 
     async def list_systems(
         self, who: Principal, limit: int, cursor: str | None
@@ -358,7 +384,7 @@ class FulfilmentService:
         rows = await self.repo.systems_page(who.tenant, decode_key_cursor(cursor), limit + 1)
         page = list(rows[:limit])
         nxt = encode_cursor([page[-1].key]) if len(rows) > limit and page else None
-        return [system_read(s, await self._url_of(s)) for s in page], nxt
+        return [await self._read(s) for s in page], nxt
 
     async def update_system(
         self, who: Principal, key: str, body: SystemUpdate
@@ -396,11 +422,16 @@ class FulfilmentService:
                 )
                 if current is not None:
                     current.url = body.delivery.url
+                    if current.disabled_at is not None:
+                        # Its receiver had answered 410 Gone; a URL given again re-enables it
+                        # and the system's open tasks get their jobs again.
+                        current.disabled_at = None
+                        system.mode = DeliveryMode.push
+                        await self._resend_jobs(system, now)
                 else:
-                    sub = self._endpoint(who, system.key, body.delivery.url, now)
+                    sub, secret = self._endpoint(who, system.key, body.delivery.url, now)
                     await self.session.flush()
                     system.subscription_id = sub.id
-                    secret = sub.secret
                 system.mode = DeliveryMode.push
             else:
                 system.mode = DeliveryMode.pull
@@ -415,26 +446,46 @@ class FulfilmentService:
             self._system_facts(system, url),
             now,
         )
-        read = system_read(system, url)
+        read = await self._read(system)
         await self.uow.commit()
         return read, secret
+
+    async def _resend_jobs(self, system: FulfilmentSystem, now: datetime) -> None:
+        """A job again for each of the system's tasks still waiting for one (pending or
+        leased): those sent while its endpoint was disabled were stopped."""
+        tasks = (
+            await self.session.scalars(
+                select(FulfilmentTask).where(
+                    FulfilmentTask.tenant == system.tenant,
+                    FulfilmentTask.system_id == system.id,
+                    FulfilmentTask.status.in_([TaskStatus.pending, TaskStatus.in_progress]),
+                )
+            )
+        ).all()
+        jobs = [j for t in tasks if (j := fanout.add_job(self.session, system, t, now))]
+        if jobs:
+            await self.session.flush()
+            fanout.add_job_deliveries(self.session, jobs, now)
 
     async def rotate_secret(self, who: Principal, key: str) -> SystemSecretRotated:
         now = self.clock()
         system = await self._system(who, key, lock=True)
-        sub = (
-            await self.session.get(WebhookSubscription, system.subscription_id)
-            if system.subscription_id is not None and system.mode == DeliveryMode.push
-            else None
-        )
+        sub = await self._endpoint_of(system)
         if sub is None:
             raise SystemNotPush(f"System '{key}' is a pull system: it has no signing secret")
-        sub.secret = signing.new_secret()
+        secret = signing.rotate(sub, self.config.keyring, now, self.config.secret_overlap)
         system.updated_at = now
         self._audit(
-            who, "system.secret_rotated", "fulfilment_system", system.id, {"key": system.key}, now
+            who,
+            "system.secret_rotated",
+            "fulfilment_system",
+            system.id,
+            {"key": system.key, "previous_valid_until": iso(sub.previous_secret_until)},
+            now,
         )
-        rotated = SystemSecretRotated(key=system.key, secret=sub.secret)
+        rotated = SystemSecretRotated(
+            key=system.key, secret=secret, previous_secret_valid_until=sub.previous_secret_until
+        )
         await self.uow.commit()
         return rotated
 

@@ -10,6 +10,12 @@
 - The result is recorded as a `webhook_attempt` (unique per delivery and attempt) and the
   delivery is marked succeeded, rescheduled with exponential backoff and jitter, or failed
   after the last attempt.
+- A receiver answering 410 Gone disables its subscription in the same transaction: its
+  pending deliveries are stopped (failed, `last_error` says why), the fan-out skips it, a
+  claim stops any delivery still addressed to it, and a `webhook.disabled` event (audited,
+  and delivered to the tenant's other subscriptions that asked for it) says so.
+- Signing secrets are stored sealed (app/core/secretbox.py) and opened at claim time; during
+  a rotation's overlap a message carries the new and the previous signature.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import trail
 from app.core.db import is_postgres, take_write_lock
 from app.core.ids import new_id
 from app.core.instants import utc_text
+from app.core.secretbox import Keyring, SecretUnreadable
 from app.events.models import OutboxEvent
+from app.events.outbox import WEBHOOK_DISABLED, emit, iso
 from app.webhooks import signing
 from app.webhooks.models import (
     DeliveryStatus,
@@ -41,12 +50,17 @@ from app.webhooks.models import (
     WebhookSubscription,
 )
 from app.webhooks.service import message_id
-from app.webhooks.ssrf import UnsafeUrl, resolve_check
+from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 
 log = logging.getLogger("app.webhooks")
 
 FAN_OUT_BATCH = 500
 CLAIM_BATCH = 50
+GONE = 410
+DISABLED_ERROR = "subscription disabled: the receiver answered 410 Gone"
+UNREADABLE_ERROR = "signing secret unreadable: check SECRETS_KEY and SECRETS_KEY_OLD"
+# The audit actor of what the worker decides by itself.
+WORKER_ACTOR = "worker"
 
 
 async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BATCH) -> int:
@@ -68,7 +82,9 @@ async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BAT
     subs = (
         await session.scalars(
             select(WebhookSubscription).where(
-                WebhookSubscription.tenant.in_(tenants), WebhookSubscription.system_key.is_(None)
+                WebhookSubscription.tenant.in_(tenants),
+                WebhookSubscription.system_key.is_(None),
+                WebhookSubscription.disabled_at.is_(None),
             )
         )
     ).all()
@@ -112,10 +128,13 @@ async def fan_out(session: AsyncSession, now: datetime, batch: int = FAN_OUT_BAT
 @dataclass(frozen=True, slots=True)
 class Claimed:
     delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
     tenant: str
     attempt: int
     url: str
-    secret: str
+    # The current secret first, then the previous one during a rotation's overlap; empty
+    # when the keyring could not open them (the attempt then fails without sending).
+    secrets: tuple[str, ...]
     event_type: str
     event_at: datetime
     data: dict[str, Any]
@@ -138,10 +157,12 @@ async def claim(
     session: AsyncSession,
     now: datetime,
     lease: timedelta,
+    keyring: Keyring,
     batch: int = CLAIM_BATCH,
     enrich: Enrich | None = None,
 ) -> list[Claimed]:
-    """Take up to `batch` due deliveries for this worker. Commits."""
+    """Take up to `batch` due deliveries for this worker. Commits. A delivery whose
+    subscription was disabled (410 Gone) is stopped here, not sent."""
     due = (
         select(WebhookDelivery.id)
         .where(
@@ -174,28 +195,48 @@ async def claim(
             WebhookDelivery.id,
             WebhookDelivery.tenant,
             WebhookSubscription.url,
-            WebhookSubscription.secret,
+            WebhookSubscription.secret_ciphertext,
             OutboxEvent.type,
             OutboxEvent.created_at,
             OutboxEvent.data,
+            WebhookSubscription.id,
+            WebhookSubscription.previous_secret_ciphertext,
+            WebhookSubscription.previous_secret_until,
+            WebhookSubscription.disabled_at,
         )
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
         .where(WebhookDelivery.id.in_(list(attempts)))
     )
-    claimed = [
-        Claimed(
-            delivery_id=r[0],
-            tenant=r[1],
-            attempt=attempts[r[0]],
-            url=r[2],
-            secret=r[3],
-            event_type=r[4],
-            event_at=r[5],
-            data=dict(r[6]),
+    claimed: list[Claimed] = []
+    stopped: list[uuid.UUID] = []
+    for r in details:
+        if r[10] is not None:
+            stopped.append(r[0])
+            continue
+        try:
+            secrets = tuple(signing.valid_secrets(keyring, r[7], r[3], r[8], r[9], now))
+        except SecretUnreadable:
+            log.warning(
+                "webhook secret unreadable",
+                extra={"subscription_id": str(r[7]), "tenant": r[1]},
+            )
+            secrets = ()
+        claimed.append(
+            Claimed(
+                delivery_id=r[0],
+                subscription_id=r[7],
+                tenant=r[1],
+                attempt=attempts[r[0]],
+                url=r[2],
+                secrets=secrets,
+                event_type=r[4],
+                event_at=r[5],
+                data=dict(r[6]),
+            )
         )
-        for r in details
-    ]
+    if stopped:
+        await _stop(session, WebhookDelivery.id.in_(stopped))
     if enrich is not None:
         claimed = await enrich(session, claimed)
     await session.commit()
@@ -222,12 +263,14 @@ async def send(
     def done(status: int | None, error: str | None) -> Outcome:
         return Outcome(status, error, int((time.perf_counter() - started) * 1000))
 
+    if not item.secrets:
+        return done(None, UNREADABLE_ERROR)
     try:
         await resolve_check(item.url, allow, strict=True)
     except UnsafeUrl as exc:
         return done(None, f"refused: {exc}")
     body = item.body()
-    headers = signing.headers(item.secret, item.message_id, int(now.timestamp()), body)
+    headers = signing.headers(item.secrets, item.message_id, int(now.timestamp()), body)
     try:
         response = await client.post(item.url, content=body, headers=headers)
     except httpx.TimeoutException:
@@ -247,7 +290,12 @@ def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> 
 _DELIVERY = cast(Table, WebhookDelivery.__table__)
 _RECORD = (
     update(_DELIVERY)
-    .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.attempts == bindparam("b_attempt"))
+    .where(
+        _DELIVERY.c.id == bindparam("b_id"),
+        _DELIVERY.c.attempts == bindparam("b_attempt"),
+        # a delivery stopped meanwhile (its subscription disabled) stays stopped
+        _DELIVERY.c.status == DeliveryStatus.pending.value,
+    )
     .values(
         status=bindparam("b_status"),
         delivered_at=bindparam("b_delivered_at"),
@@ -268,6 +316,7 @@ async def record(
     """Store a round's attempts and move each delivery on (item, outcome, delay before the
     next try), in one transaction. Commits."""
     statuses: list[DeliveryStatus] = []
+    gone = {item.subscription_id for item, outcome, _ in results if outcome.status_code == GONE}
     session.add_all(
         WebhookAttempt(
             id=new_id(),
@@ -285,7 +334,7 @@ async def record(
     for item, outcome, retry_in in results:
         if outcome.ok:
             status, next_attempt_at = DeliveryStatus.succeeded, None
-        elif item.attempt >= max_attempts:
+        elif outcome.status_code == GONE or item.attempt >= max_attempts:
             status, next_attempt_at = DeliveryStatus.failed, None
         else:
             status, next_attempt_at = DeliveryStatus.pending, now + retry_in
@@ -306,5 +355,66 @@ async def record(
         # lease is ours: if it expired and another worker claimed a later attempt, that
         # worker's outcome is the one that counts.
         await session.execute(_RECORD, rows)
+    if gone:
+        await disable(session, sorted(gone), now)
     await session.commit()
     return statuses
+
+
+async def _stop(session: AsyncSession, which: Any) -> None:
+    """Pending deliveries matching `which` will never be sent: failed, saying why."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(which, WebhookDelivery.status == DeliveryStatus.pending)
+        .values(status=DeliveryStatus.failed, next_attempt_at=None, last_error=DISABLED_ERROR)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def disable(session: AsyncSession, subscription_ids: list[uuid.UUID], now: datetime) -> None:
+    """Receivers that answered 410 Gone: their subscriptions disabled (once), their pending
+    deliveries stopped, a `webhook.disabled` event and audit entry for each. In the
+    caller's transaction."""
+    newly = (
+        await session.execute(
+            update(WebhookSubscription)
+            .where(
+                WebhookSubscription.id.in_(subscription_ids),
+                WebhookSubscription.disabled_at.is_(None),
+            )
+            .values(disabled_at=now)
+            .returning(
+                WebhookSubscription.id,
+                WebhookSubscription.tenant,
+                WebhookSubscription.url,
+                WebhookSubscription.system_key,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if not newly:
+        return
+    await _stop(session, WebhookDelivery.subscription_id.in_([r[0] for r in newly]))
+    for sub_id, tenant, url, system_key in newly:
+        data: dict[str, Any] = {
+            "webhook_id": str(sub_id),
+            "system": system_key,
+            "status_code": GONE,
+            "disabled_at": iso(now),
+        }
+        emit(session, tenant, WEBHOOK_DISABLED, data, now)
+        trail.record(
+            session,
+            tenant=tenant,
+            actor=WORKER_ACTOR,
+            action="webhook.disabled",
+            object_type="webhook" if system_key is None else "fulfilment_system",
+            object_id=sub_id if system_key is None else system_key,
+            # the host only: a URL's path or query may carry a receiver's token
+            data={**data, "host": host_of(url)},
+            at=now,
+        )
+        log.warning(
+            "webhook receiver gone: subscription disabled",
+            extra={"subscription_id": str(sub_id), "tenant": tenant, "system": system_key},
+        )

@@ -31,8 +31,13 @@ class WebhookSubscription(Base):
     tenant: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(String(2000))
     events: Mapped[list[str]] = mapped_column(JSONType)
-    # `whsec_` + base64: the HMAC key must be at hand to sign, so it is kept as issued.
-    secret: Mapped[str] = mapped_column(String(100))
+    # The `whsec_…` signing secret, AES-GCM encrypted under SECRETS_KEY (app/core/secretbox.py,
+    # bound to this row's id): the HMAC key must be at hand to sign, never in plain text.
+    secret_ciphertext: Mapped[str] = mapped_column(String(300))
+    # The secret a rotation replaced, still signing beside the new one until
+    # `previous_secret_until` (WEBHOOK_SECRET_OVERLAP_HOURS); encrypted the same way.
+    previous_secret_ciphertext: Mapped[str | None] = mapped_column(String(300), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     description: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
@@ -40,6 +45,9 @@ class WebhookSubscription(Base):
     # travel through the same delivery, signing and retries, but it is not a webhook the
     # tenant manages under /v1/webhooks and no event is fanned out to it.
     system_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Set when the receiver answered 410 Gone: nothing more is sent to it (app/webhooks/
+    # delivery.py). A webhook stays disabled; a push system's PATCH with a URL re-enables.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class WebhookDelivery(Base):

@@ -23,14 +23,17 @@ class WebhookRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, tenant: str, webhook_id: uuid.UUID) -> WebhookSubscription | None:
-        return await self.session.scalar(
-            select(WebhookSubscription).where(
-                WebhookSubscription.tenant == tenant,
-                WebhookSubscription.id == webhook_id,
-                WebhookSubscription.system_key.is_(None),
-            )
+    async def get(
+        self, tenant: str, webhook_id: uuid.UUID, lock: bool = False
+    ) -> WebhookSubscription | None:
+        stmt = select(WebhookSubscription).where(
+            WebhookSubscription.tenant == tenant,
+            WebhookSubscription.id == webhook_id,
+            WebhookSubscription.system_key.is_(None),
         )
+        if lock:
+            stmt = stmt.with_for_update()
+        return await self.session.scalar(stmt)
 
     async def page(
         self, tenant: str, after: tuple[datetime, uuid.UUID] | None, limit: int

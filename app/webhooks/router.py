@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -22,6 +23,7 @@ from app.webhooks.schemas import (
     WebhookDeliveryList,
     WebhookDeliveryRead,
     WebhookList,
+    WebhookSecretRotated,
 )
 from app.webhooks.service import WebhookService
 
@@ -31,9 +33,13 @@ WebhooksManageScope = Annotated[Principal, Depends(require("webhooks:manage"))]
 
 
 async def get_service(request: Request) -> AsyncIterator[WebhookService]:
-    allow = request.app.state.settings.webhook_allow_host_set
+    state = request.app.state
+    settings = state.settings
+    overlap = timedelta(hours=settings.webhook_secret_overlap_hours)
     async with request_session(request) as session:
-        yield WebhookService(session, request.app.state.clock, allow)
+        yield WebhookService(
+            session, state.clock, settings.webhook_allow_host_set, state.secrets, overlap
+        )
 
 
 ServiceDep = Annotated[WebhookService, Depends(get_service)]
@@ -48,7 +54,9 @@ ServiceDep = Annotated[WebhookService, Depends(get_service)]
     description="Returns the signing secret (`whsec_…`) once. Deliveries are POSTed as JSON "
     '`{"type", "timestamp", "data"}` with Standard Webhooks headers `webhook-id` (the same on '
     "every retry: deduplicate on it), `webhook-timestamp` and `webhook-signature`, retried "
-    "with exponential backoff. Event data carries ids, never personal data.",
+    "with exponential backoff. Event data carries ids, never personal data. A receiver "
+    "answering 410 Gone disables its subscription (`disabled_at`; a `webhook.disabled` "
+    "event to the tenant's other subscriptions).",
     responses={**problems(), **sends(201, location=True)},
 )
 async def create_webhook(
@@ -93,14 +101,32 @@ async def delete_webhook(id: uuid.UUID, service: ServiceDep, who: WebhooksManage
 
 
 @router.post(
+    "/{id}/rotate-secret",
+    response_model=WebhookSecretRotated,
+    operation_id="rotateWebhookSecret",
+    summary="Issue a new signing secret; the old one keeps signing for a while",
+    description="Returns the new secret once. For WEBHOOK_SECRET_OVERLAP_HOURS (default 24) "
+    "every delivery carries both signatures, space-separated in `webhook-signature` "
+    "(`v1,<new> v1,<old>`, Standard Webhooks): switch the receiver to the new secret within "
+    "that time. A second rotation during the overlap drops the oldest secret.",
+    responses=problems(404),
+)
+async def rotate_webhook_secret(
+    id: uuid.UUID, service: ServiceDep, who: WebhooksManageScope
+) -> WebhookSecretRotated:
+    return await service.rotate_secret(who, id)
+
+
+@router.post(
     "/{id}/ping",
     response_model=WebhookDeliveryRead,
     operation_id="pingWebhook",
     summary="Queue a test event to this receiver",
     description="Queues a `webhook.ping` delivery for this subscription and returns it "
     "(status `pending`); the worker sends it like any event, signed, within its next round. "
-    "Read its outcome in the deliveries list.",
-    responses=problems(404),
+    "Read its outcome in the deliveries list. A disabled subscription (its receiver "
+    "answered 410 Gone) is 409 `webhook_disabled`.",
+    responses=problems(404, 409),
 )
 async def ping_webhook(
     id: uuid.UUID, service: ServiceDep, who: WebhooksManageScope

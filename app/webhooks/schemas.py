@@ -46,6 +46,11 @@ class WebhookRead(BaseModel):
     events: list[str]
     description: str | None
     created_at: InstantOut
+    disabled_at: InstantOut | None = Field(
+        default=None,
+        description="Set when the receiver answered 410 Gone: nothing more is sent to it "
+        "(a `webhook.disabled` event says so); subscribe again to resume",
+    )
 
 
 class WebhookCreated(WebhookRead):
@@ -53,6 +58,19 @@ class WebhookCreated(WebhookRead):
         description="`whsec_` + base64 signing key. Shown once: store it to verify "
         "`webhook-signature` (Standard Webhooks)",
         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+
+
+class WebhookSecretRotated(BaseModel):
+    id: uuid.UUID
+    secret: str = Field(
+        description="The new `whsec_…` signing secret, shown once",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+    previous_secret_valid_until: InstantOut | None = Field(
+        description="Until then every delivery carries two signatures (`v1,<new> v1,<old>`): "
+        "receivers switch to the new secret meanwhile. Null when WEBHOOK_SECRET_OVERLAP_HOURS "
+        "is 0 (only the new secret signs from now on)"
     )
 
 

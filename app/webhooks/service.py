@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -12,14 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
 from app.core.clock import Clock
-from app.core.errors import NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
 from app.core.idempotency import forget as forget_idempotent
 from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
+from app.core.secretbox import Keyring
 from app.core.security import Principal
 from app.events.models import OutboxEvent
-from app.events.outbox import PING
+from app.events.outbox import PING, iso
 from app.webhooks import signing
 from app.webhooks.models import (
     DeliveryStatus,
@@ -34,6 +35,7 @@ from app.webhooks.schemas import (
     WebhookCreated,
     WebhookDeliveryRead,
     WebhookRead,
+    WebhookSecretRotated,
 )
 from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 
@@ -44,6 +46,14 @@ class WebhookNotFound(NotFound):
 
 class WebhookUrlRefused(Unprocessable):
     code = "webhook_url_refused"
+
+
+class WebhookDisabled(Conflict):
+    code = "webhook_disabled"
+
+
+# The stored idempotent response of a creation that shows a secret once keeps it sealed.
+SEALED_RESPONSE_FIELDS = ("secret",)
 
 
 def _location(webhook_id: uuid.UUID) -> str:
@@ -62,6 +72,7 @@ def to_read(sub: WebhookSubscription) -> WebhookRead:
         events=list(sub.events),
         description=sub.description,
         created_at=sub.created_at,
+        disabled_at=sub.disabled_at,
     )
 
 
@@ -84,11 +95,20 @@ def delivery_read(d: WebhookDelivery, attempts: Sequence[WebhookAttempt]) -> Web
 
 
 class WebhookService:
-    def __init__(self, session: AsyncSession, clock: Clock, allow_hosts: frozenset[str]) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        allow_hosts: frozenset[str],
+        keyring: Keyring,
+        secret_overlap: timedelta,
+    ) -> None:
         self.session = session
         self.repo = WebhookRepository(session)
         self.clock = clock
         self.allow_hosts = allow_hosts
+        self.keyring = keyring
+        self.secret_overlap = secret_overlap
 
     async def create(
         self, who: Principal, body: WebhookCreate, idempotency_key: str | None
@@ -101,7 +121,13 @@ class WebhookService:
                 errors=[{"loc": ["body", "url"], "msg": str(exc), "type": "value_error"}],
             ) from None
         async with idempotent(
-            self.session, who.tenant, "createWebhook", idempotency_key, lambda: as_sent(body)
+            self.session,
+            who.tenant,
+            "createWebhook",
+            idempotency_key,
+            lambda: as_sent(body),
+            sealed=SEALED_RESPONSE_FIELDS,
+            keyring=self.keyring,
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
@@ -111,14 +137,14 @@ class WebhookService:
                 tenant=who.tenant,
                 url=body.url,
                 events=list(body.events),
-                secret=signing.new_secret(),
                 description=body.description,
                 created_at=now,
                 created_by=who.sub,
             )
+            secret = signing.issue(sub, self.keyring)
             self.session.add(sub)
             self._audit(who, sub, "webhook.created", now)
-            created = WebhookCreated(**to_read(sub).model_dump(), secret=sub.secret)
+            created = WebhookCreated(**to_read(sub).model_dump(), secret=secret)
             idem.remember(201, created.model_dump(mode="json"), _location(sub.id), at=now)
             await self.session.commit()
             return created
@@ -145,10 +171,36 @@ class WebhookService:
         await forget_idempotent(self.session, who.tenant, "createWebhook", _location(webhook_id))
         await self.session.commit()
 
+    async def rotate_secret(self, who: Principal, webhook_id: uuid.UUID) -> WebhookSecretRotated:
+        """A new secret, shown once; the previous one keeps signing beside it (both
+        signatures on every delivery) for WEBHOOK_SECRET_OVERLAP_HOURS."""
+        sub = await self.repo.get(who.tenant, webhook_id, lock=True)
+        if sub is None:
+            raise WebhookNotFound(f"No webhook {webhook_id} in this tenant")
+        now = self.clock()
+        secret = signing.rotate(sub, self.keyring, now, self.secret_overlap)
+        self._audit(
+            who,
+            sub,
+            "webhook.secret_rotated",
+            now,
+            previous_valid_until=sub.previous_secret_until,
+        )
+        rotated = WebhookSecretRotated(
+            id=sub.id, secret=secret, previous_secret_valid_until=sub.previous_secret_until
+        )
+        await self.session.commit()
+        return rotated
+
     async def ping(self, who: Principal, webhook_id: uuid.UUID) -> WebhookDeliveryRead:
         """Queue a `webhook.ping` to this subscription only; the worker sends it (nothing is
         sent from a request). The delivery's outcome shows in the deliveries list."""
         sub = await self._subscription(who, webhook_id)
+        if sub.disabled_at is not None:
+            raise WebhookDisabled(
+                f"Webhook {webhook_id} is disabled: its receiver answered 410 Gone",
+                disabled_at=iso(sub.disabled_at),
+            )
         now = self.clock()
         event = OutboxEvent(
             tenant=who.tenant,
@@ -192,9 +244,17 @@ class WebhookService:
         attempts = await self.repo.attempts([d.id for d in page])
         return [delivery_read(d, attempts[d.id]) for d in page], nxt
 
-    def _audit(self, who: Principal, sub: WebhookSubscription, action: str, at: datetime) -> None:
+    def _audit(
+        self,
+        who: Principal,
+        sub: WebhookSubscription,
+        action: str,
+        at: datetime,
+        **extra: Any,
+    ) -> None:
         # The host only: a URL's path or query may carry a receiver's token.
         data: dict[str, Any] = {"id": str(sub.id), "host": host_of(sub.url), "events": sub.events}
+        data.update({k: iso(v) for k, v in extra.items()})
         trail.record(
             self.session,
             tenant=who.tenant,

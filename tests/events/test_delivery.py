@@ -254,10 +254,12 @@ async def test_an_outcome_recorded_after_the_lease_passed_to_another_attempt_is_
         async with app.state.sessionmaker() as session:
             await delivery.fan_out(session, t0)
         async with app.state.sessionmaker() as session:
-            [first] = [c for c in await delivery.claim(session, t0, lease) if c.url == rx.url]
+            taken = await delivery.claim(session, t0, lease, app.state.secrets)
+            [first] = [c for c in taken if c.url == rx.url]
         later = t0 + lease + timedelta(seconds=1)
         async with app.state.sessionmaker() as session:
-            [second] = [c for c in await delivery.claim(session, later, lease) if c.url == rx.url]
+            taken = await delivery.claim(session, later, lease, app.state.secrets)
+            [second] = [c for c in taken if c.url == rx.url]
         assert (first.attempt, second.attempt) == (1, 2)
         failed = delivery.Outcome(status_code=500, error=None, duration_ms=3)
         succeeded = delivery.Outcome(status_code=200, error=None, duration_ms=3)

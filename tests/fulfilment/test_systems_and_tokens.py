@@ -28,7 +28,7 @@ async def test_systems_are_registered_read_listed_and_patched(
         contact_email="dpo@crm.example.com",
     )
     assert crm["secret"] is None
-    assert crm["delivery"] == {"mode": "pull", "url": None}
+    assert crm["delivery"] == {"mode": "pull", "url": None, "disabled_at": None}
     assert crm["active"] is True
     r = await client.get("/v1/systems/crm", headers=auth)
     assert r.status_code == 200
@@ -121,7 +121,7 @@ async def test_a_push_system_gets_its_secret_once_and_can_rotate_it(
     async with Receiver() as rx:
         vendor = await system(client, auth, "vendor", delivery={"mode": "push", "url": rx.url})
     assert vendor["secret"].startswith("whsec_")
-    assert vendor["delivery"] == {"mode": "push", "url": rx.url}
+    assert vendor["delivery"] == {"mode": "push", "url": rx.url, "disabled_at": None}
     r = await client.get("/v1/systems/vendor", headers=auth)
     assert "secret" not in r.json()
     r = await client.post("/v1/systems/vendor/rotate-secret", headers=auth)
