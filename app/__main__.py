@@ -1,4 +1,5 @@
-"""`python -m app token | openapi | worker` — the operator's command line."""
+"""`python -m app token | openapi | worker | rotate-secrets-key` — the operator's command
+line."""
 
 from __future__ import annotations
 
@@ -67,6 +68,39 @@ async def run_worker(settings: Settings, once: bool) -> int:
     return 0
 
 
+async def rotate_secrets_key(settings: Settings, batch: int) -> int:
+    """Re-encrypt every stored signing secret under SECRETS_KEY (SECRETS_KEY_OLD still read).
+    Prints what it did as JSON; exit 1 when some value could not be opened."""
+    from app.core.clock import utc_now
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.logging import configure_logging
+    from app.core.secretbox import load_keyring
+    from app.webhooks.rekey import rekey
+
+    configure_logging(settings.log_level)
+    if not settings.secrets_key:
+        raise ConfigurationError(
+            "set SECRETS_KEY to the new key (and SECRETS_KEY_OLD to the one it replaces)"
+        )
+    keyring = load_keyring(settings)
+    engine = create_engine(
+        settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+    )
+    try:
+        stats = await rekey(create_sessionmaker(engine), keyring, utc_now(), batch)
+    finally:
+        await engine.dispose()
+    print(json.dumps({"key_id": keyring.current_kid, **stats.as_dict()}))
+    if stats.unreadable:
+        print(
+            "error: some secrets open with no key of SECRETS_KEY / SECRETS_KEY_OLD: keep the "
+            "key they were sealed with in SECRETS_KEY_OLD and run again",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def mint_checked(
     tenant: str, scopes: list[str], sub: str, ttl: int, system: str | None = None
 ) -> str:
@@ -106,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         "worker", help="run the worker: audit sealing, reminders, webhook delivery"
     )
     wrk.add_argument("--once", action="store_true", help="one round, then exit")
+    rot = sub.add_parser(
+        "rotate-secrets-key",
+        help="re-encrypt the stored signing secrets under SECRETS_KEY (old keys in "
+        "SECRETS_KEY_OLD)",
+    )
+    rot.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     args = parser.parse_args(argv)
 
     if args.command == "openapi":
@@ -118,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return asyncio.run(run_worker(settings, args.once))
+    if args.command == "rotate-secrets-key":
+        try:
+            if not 0 < args.batch <= 10_000:
+                raise ValueError("--batch must be 1 to 10000")
+            return asyncio.run(rotate_secrets_key(get_settings(), args.batch))
+        except (ValueError, ConfigurationError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         scopes = parse_scopes(args.scopes, args.system)
         if not 0 < len(args.tenant) <= 64:

@@ -1,0 +1,234 @@
+"""Signing secrets rotate without downtime, and a receiver that is gone stops being sent to
+(DESIGN §16): during WEBHOOK_SECRET_OVERLAP_HOURS a real delivery carries both signatures
+(`v1,<new> v1,<old>`), then only the new one; a 410 Gone disables the subscription."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.audit.models import AuditEntry
+from app.webhooks.models import DeliveryStatus, WebhookDelivery
+from tests.conftest import MutableClock, auth_headers
+from tests.events.helpers import Received, Receiver, subscribe, worker_for
+from tests.fulfilment.helpers import AFTER_RECEIPT, policy, start, system, tasks_of, ticket
+
+
+async def _dsar(client: httpx.AsyncClient, auth: dict[str, str], n: int = 0) -> dict[str, Any]:
+    return await ticket(client, auth, n=n)
+
+
+@pytest.fixture(autouse=True)
+def _pinned(clock: MutableClock) -> None:
+    """The tickets of tests/fulfilment/helpers.py are received 2027-01-31."""
+    clock.pinned = AFTER_RECEIPT
+
+
+def _signatures(got: Received) -> list[str]:
+    return got.headers["webhook-signature"].split(" ")
+
+
+async def test_a_rotated_webhook_secret_signs_beside_the_old_one_until_the_overlap_ends(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI, clock: MutableClock
+) -> None:
+    await policy(client, auth)
+    t0 = AFTER_RECEIPT
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        old = hook["secret"]
+        r = await client.post(f"/v1/webhooks/{hook['id']}/rotate-secret", headers=auth)
+        assert r.status_code == 200, r.text
+        rotated = r.json()
+        new = rotated["secret"]
+        assert new.startswith("whsec_")
+        assert new != old
+        assert rotated["id"] == hook["id"]
+        until = datetime.fromisoformat(rotated["previous_secret_valid_until"])
+        assert until == t0 + timedelta(hours=24)
+
+        await _dsar(client, auth, 1)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        (during,) = rx.requests
+        assert len(_signatures(during)) == 2
+        assert _signatures(during)[0].startswith("v1,")
+        assert during.verifies(new)  # receivers already switched
+        assert during.verifies(old)  # receivers not yet switched
+
+        clock.pinned = until + timedelta(seconds=1)
+        await _dsar(client, auth, 2)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        after = rx.requests[1]
+        assert len(_signatures(after)) == 1
+        assert after.verifies(new)
+        assert not after.verifies(old)
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+    # audited, with no secret in the entry
+    async with app.state.sessionmaker() as session:
+        entries = (
+            await session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.action == "webhook.secret_rotated",
+                    AuditEntry.object_id == hook["id"],
+                )
+            )
+        ).all()
+    assert len(entries) == 1
+    assert "whsec_" not in str(entries[0].data)
+
+
+async def test_rotating_again_during_the_overlap_keeps_only_the_last_two(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await policy(client, auth)
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        first = hook["secret"]
+        path = f"/v1/webhooks/{hook['id']}/rotate-secret"
+        second = (await client.post(path, headers=auth)).json()
+        third = (await client.post(path, headers=auth)).json()
+        await _dsar(client, auth)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        (got,) = rx.requests
+        assert len(_signatures(got)) == 2
+        assert got.verifies(third["secret"])
+        assert got.verifies(second["secret"])
+        assert not got.verifies(first)
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_rotate_webhook_secret_needs_the_scope_and_the_tenants_own_webhook(
+    client: httpx.AsyncClient, auth: dict[str, str], tenant: str
+) -> None:
+    hook = await subscribe(client, auth, "https://hooks.example.com/x", ["dsar.created"])
+    path = f"/v1/webhooks/{hook['id']}/rotate-secret"
+    other = await client.post(path, headers=auth_headers(f"{tenant}-other"))
+    assert other.status_code == 404
+    assert other.json()["code"] == "webhook_not_found"
+    weak = await client.post(path, headers=auth_headers(tenant, ["dsar:read"]))
+    assert weak.status_code == 403
+    assert (await client.post(path)).status_code == 401
+
+
+async def test_a_push_systems_rotated_secret_signs_its_jobs_beside_the_old_one(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI, clock: MutableClock
+) -> None:
+    await policy(client, auth)
+    t0 = AFTER_RECEIPT
+    async with Receiver() as rx:
+        vendor = await system(client, auth, "vendor", delivery={"mode": "push", "url": rx.url})
+        r = await client.post("/v1/systems/vendor/rotate-secret", headers=auth)
+        assert r.status_code == 200, r.text
+        rotated = r.json()
+        assert rotated["key"] == "vendor"
+        assert datetime.fromisoformat(rotated["previous_secret_valid_until"]) == t0 + timedelta(
+            hours=24
+        )
+        t = await ticket(client, auth)
+        await start(client, auth, t["id"])
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        (job,) = rx.requests
+        assert job.json()["type"] == "task.created"
+        assert len(_signatures(job)) == 2
+        assert job.verifies(rotated["secret"])
+        assert job.verifies(vendor["secret"])
+
+
+async def test_a_receiver_answering_410_disables_its_subscription_and_an_event_says_so(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI, tenant: str
+) -> None:
+    await policy(client, auth)
+    async with Receiver(default=410) as gone, Receiver() as monitor:
+        hook = await subscribe(client, auth, gone.url, ["dsar.created", "dsar.status_changed"])
+        watcher = await subscribe(client, auth, monitor.url, ["webhook.disabled"])
+        first = await _dsar(client, auth, 1)
+        # a second event queued for the same receiver before the 410 is seen: stopped
+        await start(client, auth, first["id"])
+        async with worker_for(app) as worker:
+            await worker.run_once()
+            await worker.run_once()  # fans the webhook.disabled event out and delivers it
+        assert 1 <= len(gone.requests) <= 2
+        listed = (await client.get("/v1/webhooks", headers=auth)).json()["items"]
+        state = {h["id"]: h["disabled_at"] for h in listed}
+        assert state[hook["id"]] is not None
+        assert state[watcher["id"]] is None
+        deliveries = (
+            await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+        ).json()["items"]
+        assert {d["status"] for d in deliveries} == {"failed"}
+        assert any(d["last_status_code"] == 410 for d in deliveries)
+        # the tenant's other subscription hears of it
+        (note,) = [g for g in monitor.requests if g.json()["type"] == "webhook.disabled"]
+        assert note.verifies(watcher["secret"])
+        assert note.json()["data"]["webhook_id"] == hook["id"]
+        assert note.json()["data"]["system"] is None
+        assert note.json()["data"]["status_code"] == 410
+        # nothing more is sent to it
+        sent = len(gone.requests)
+        await _dsar(client, auth, 2)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        assert len(gone.requests) == sent
+        ping = await client.post(f"/v1/webhooks/{hook['id']}/ping", headers=auth)
+        assert ping.status_code == 409
+        assert ping.json()["code"] == "webhook_disabled"
+        await client.delete(f"/v1/webhooks/{watcher['id']}", headers=auth)
+    async with app.state.sessionmaker() as session:
+        entries = (
+            await session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.tenant == tenant, AuditEntry.action == "webhook.disabled"
+                )
+            )
+        ).all()
+        pending = (
+            await session.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.tenant == tenant,
+                    WebhookDelivery.status == DeliveryStatus.pending,
+                    WebhookDelivery.event_type != "webhook.disabled",
+                )
+            )
+        ).all()
+    assert [e.actor for e in entries] == ["worker"]
+    assert entries[0].data["host"] == "127.0.0.1"
+    assert pending == []
+
+
+async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a_url_again(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await policy(client, auth)
+    async with Receiver(default=410) as gone, Receiver() as fresh:
+        await system(client, auth, "vendor", delivery={"mode": "push", "url": gone.url})
+        t = await ticket(client, auth)
+        await start(client, auth, t["id"])
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        assert len(gone.requests) == 1
+        read = (await client.get("/v1/systems/vendor", headers=auth)).json()
+        assert read["delivery"]["disabled_at"] is not None
+        assert read["active"] is True  # tasks are still created and wait: nothing skipped
+        (task,) = await tasks_of(client, auth, t["id"])
+        assert task["status"] == "pending"
+        # a new URL re-enables the endpoint and resends the open task's job
+        r = await client.patch(
+            "/v1/systems/vendor",
+            headers=auth,
+            json={"delivery": {"mode": "push", "url": fresh.url}},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["delivery"]["disabled_at"] is None
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        (job,) = fresh.requests
+        assert job.json()["data"]["task"]["id"] == task["id"]
+        assert len(gone.requests) == 1
