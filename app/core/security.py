@@ -16,6 +16,7 @@ log says so) until the file is valid again.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -170,7 +171,7 @@ class KeySet:
         kid = header.get("kid")
         if kid is None:
             if len(self.keys) == 1:
-                return next(iter(self.keys.values()))
+                return dataclasses.replace(next(iter(self.keys.values())), key_id=None)
             raise Unauthorized(_INVALID)
         found = self.keys.get(kid) if isinstance(kid, str) else None
         if found is None:
