@@ -48,7 +48,14 @@ def _pem(key: Any) -> str:
 
 def rsa_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
     pub = key.public_key().public_numbers()
-    return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": _b64(pub.n), "e": _b64(pub.e)}
+    return {
+        "kty": "RSA",
+        "kid": kid,
+        "use": "sig",
+        "alg": "RS256",
+        "n": _b64(pub.n),
+        "e": _b64(pub.e),
+    }
 
 
 def ec_jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
