@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.audit.models import AuditEntry
+from app.webhooks.delivery import DISABLED_ERROR
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
 from tests.conftest import MutableClock, auth_headers
 from tests.events.helpers import Received, Receiver, subscribe, worker_for
@@ -204,7 +205,7 @@ async def test_a_receiver_answering_410_disables_its_subscription_and_an_event_s
 
 
 async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a_url_again(
-    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI, tenant: str
 ) -> None:
     await policy(client, auth)
     async with Receiver(default=410) as gone, Receiver() as fresh:
@@ -219,7 +220,26 @@ async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a
         assert read["active"] is True  # tasks are still created and wait: nothing skipped
         (task,) = await tasks_of(client, auth, t["id"])
         assert task["status"] == "pending"
-        # a new URL re-enables the endpoint and resends the open task's job
+        # a task created meanwhile gets a job that is stopped, never sent
+        t2 = await ticket(client, auth, n=2)
+        await start(client, auth, t2["id"])
+        (task2,) = await tasks_of(client, auth, t2["id"])
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        assert len(gone.requests) == 1
+        async with app.state.sessionmaker() as session:
+            jobs = (
+                await session.scalars(
+                    select(WebhookDelivery).where(
+                        WebhookDelivery.tenant == tenant,
+                        WebhookDelivery.event_type == "task.created",
+                    )
+                )
+            ).all()
+        assert len(jobs) == 2
+        assert {j.status for j in jobs} == {DeliveryStatus.failed}
+        assert {j.last_error for j in jobs} >= {DISABLED_ERROR}
+        # a new URL re-enables the endpoint and resends the open tasks' jobs
         r = await client.patch(
             "/v1/systems/vendor",
             headers=auth,
@@ -229,6 +249,7 @@ async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a
         assert r.json()["delivery"]["disabled_at"] is None
         async with worker_for(app) as worker:
             await worker.run_once()
-        (job,) = fresh.requests
-        assert job.json()["data"]["task"]["id"] == task["id"]
+        assert sorted(j.json()["data"]["task"]["id"] for j in fresh.requests) == sorted(
+            [task["id"], task2["id"]]
+        )
         assert len(gone.requests) == 1
