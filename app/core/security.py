@@ -290,7 +290,10 @@ class JwksKeys:
 
     def _reload(self, stamp: tuple[int, int, int]) -> None:
         try:
-            new = parse_jwks(self.path.read_bytes(), self.issuer, self.audience)
+            try:
+                new = parse_jwks(self.path.read_bytes(), self.issuer, self.audience)
+            except (ValueError, TypeError, AttributeError) as exc:  # e.g. an unusable RSA key
+                raise ConfigurationError(f"AUTH_JWKS_FILE: {type(exc).__name__}") from exc
         except ConfigurationError as exc:
             self._stamp = stamp  # not re-parsed until the file changes again
             if self._set is not None:

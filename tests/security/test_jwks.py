@@ -239,6 +239,7 @@ def test_each_key_gets_its_own_algorithm(
         ({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}, "needs a `kid`"),
         ({"keys": [{"kty": "EC", "kid": "e", "crv": "secp256k1", "x": "AA", "y": "AA"}]}, "curve"),
         ({"keys": [{"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"}]}, "point"),
+        ({"keys": [{"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AA"}]}, "ValueError"),
     ],
 )
 def test_an_unusable_file_stops_the_service_at_start(
