@@ -469,6 +469,7 @@ class FulfilmentService:
 
     async def rotate_secret(self, who: Principal, key: str) -> SystemSecretRotated:
         now = self.clock()
+        await take_write_lock(self.session, "webhook_subscription")  # SQLite: before the read
         system = await self._system(who, key, lock=True)
         sub = await self._endpoint_of(system)
         if sub is None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
 from app.core.clock import Clock
+from app.core.db import take_write_lock
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
 from app.core.idempotency import forget as forget_idempotent
@@ -174,6 +175,9 @@ class WebhookService:
     async def rotate_secret(self, who: Principal, webhook_id: uuid.UUID) -> WebhookSecretRotated:
         """A new secret, shown once; the previous one keeps signing beside it (both
         signatures on every delivery) for WEBHOOK_SECRET_OVERLAP_HOURS."""
+        # two rotations at once: the second starts from the first's secret (PostgreSQL: the
+        # row lock; SQLite: the write lock taken before the read)
+        await take_write_lock(self.session, "webhook_subscription")
         sub = await self.repo.get(who.tenant, webhook_id, lock=True)
         if sub is None:
             raise WebhookNotFound(f"No webhook {webhook_id} in this tenant")

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -253,3 +254,25 @@ async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a
             [task["id"], task2["id"]]
         )
         assert len(gone.requests) == 1
+
+
+async def test_two_rotations_at_once_keep_both_new_secrets_signing(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    await policy(client, auth)
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        path = f"/v1/webhooks/{hook['id']}/rotate-secret"
+        a, b = await asyncio.gather(
+            client.post(path, headers=auth), client.post(path, headers=auth)
+        )
+        assert (a.status_code, b.status_code) == (200, 200), (a.text, b.text)
+        await _dsar(client, auth)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        (got,) = rx.requests
+        # one rotation followed the other: the last secret and the one it replaced sign
+        assert got.verifies(a.json()["secret"])
+        assert got.verifies(b.json()["secret"])
+        assert not got.verifies(hook["secret"])
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
