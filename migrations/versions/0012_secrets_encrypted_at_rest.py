@@ -1,7 +1,7 @@
 """secrets at rest, rotation overlap and disabled receivers (DESIGN §16)
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 
 `webhook_subscription.secret` (plain `whsec_…`) becomes `secret_ciphertext`: each existing
 secret is encrypted AES-GCM under SECRETS_KEY (app/core/secretbox.py, bound to the row's id),
@@ -27,7 +27,7 @@ from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0012'
-down_revision: str | None = '0008'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
