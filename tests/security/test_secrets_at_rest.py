@@ -214,8 +214,9 @@ async def test_migration_0012_encrypts_existing_secrets_and_rotation_reencrypts_
     run_alembic(command.upgrade, url, "0008")
     async with Receiver() as rx:
         hook_id = HOOK_ID.replace("-", "") if backend == "sqlite" else HOOK_ID
-        created = datetime(2026, 1, 5, tzinfo=UTC)
-        created_at = created.isoformat() if backend == "postgresql" else "2026-01-05 00:00:00"
+        # now: the worker rounds below prune stored responses past IDEMPOTENCY_TTL_HOURS
+        created = datetime.now(UTC)
+        created_at = created.strftime("%Y-%m-%d %H:%M:%S.%f")
         await _exec(
             url,
             "INSERT INTO webhook_subscription (id, tenant, url, events, secret, description, "
