@@ -53,7 +53,7 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.attributes["database_url"] = database_url
     cfg.attributes["configure_logger"] = False
-    # the key the tests' apps seal secrets with (0012 encrypts or decrypts existing ones)
+    # the key the tests' apps seal secrets with (0013 encrypts or decrypts existing ones)
     cfg.attributes["secrets_keyring"] = Keyring(TEST_SECRETS_KEY)
     return cfg
 

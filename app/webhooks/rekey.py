@@ -48,7 +48,7 @@ class RekeyStats:
 
 
 def _renew(keyring: Keyring, value: str, context: str) -> str:
-    if not is_sealed(value):  # a plain value (written before the 0012 migration)
+    if not is_sealed(value):  # a plain value (written before the 0013 migration)
         return keyring.seal(value, context)
     return keyring.reseal(value, context)
 

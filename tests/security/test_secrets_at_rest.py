@@ -1,5 +1,5 @@
 """Signing secrets are encrypted at rest (DESIGN §16): read the tables directly and find no
-`whsec_`; the 0012 migration encrypts the secrets of an older database (and deliveries still
+`whsec_`; the 0013 migration encrypts the secrets of an older database (and deliveries still
 verify with them); `python -m app rotate-secrets-key` re-encrypts under a new key."""
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ async def _ping_verifies(url: str, settings: Settings, receiver: Receiver, secre
     assert got.verifies(secret)
 
 
-async def test_migration_0012_encrypts_existing_secrets_and_rotation_reencrypts_them(
+async def test_migration_0013_encrypts_existing_secrets_and_rotation_reencrypts_them(
     fresh_url: str, backend: str
 ) -> None:
     url = fresh_url

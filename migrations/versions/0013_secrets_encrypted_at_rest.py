@@ -1,7 +1,7 @@
 """secrets at rest, rotation overlap and disabled receivers (DESIGN §16)
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 
 `webhook_subscription.secret` (plain `whsec_…`) becomes `secret_ciphertext`: each existing
 secret is encrypted AES-GCM under SECRETS_KEY (app/core/secretbox.py, bound to the row's id),
@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0012'
-down_revision: str | None = '0011'
+revision: str = '0013'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
