@@ -20,6 +20,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
+from app.core.listen import Listener, asyncpg_dsn
 from app.core.logging import configure_logging
 from app.core.middleware import Metrics, RequestContextMiddleware
 from app.core.ratelimit import WriteLimiter
@@ -30,6 +31,7 @@ from app.core.security import load_verifier
 from app.dsar.router import router as dsar_router
 from app.fulfilment.router import router as fulfilment_router
 from app.ops.router import router as ops_router
+from app.policies import cache as policy_cache
 from app.policies.router import router as policies_router
 from app.reports.router import router as reports_router
 from app.retention.router import router as retention_router
@@ -77,6 +79,18 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             )
             task = asyncio.create_task(worker.run_forever(stop), name="worker")
         app.state.worker_task = task
+        # Every process hears the others' policy changes (app/policies/cache.py).
+        listen_dsn = None if settings.is_sqlite else asyncpg_dsn(settings.listen_url)
+        listener = listen_task = None
+        if listen_dsn is not None:
+            listener = Listener(
+                listen_dsn,
+                {policy_cache.CHANNEL: policy_cache.heard},
+                on_up=policy_cache.listening_started,
+                on_down=policy_cache.listening_stopped,
+            )
+            listen_task = asyncio.create_task(listener.run(stop), name="cache-listener")
+        app.state.listener = listener
         # Everything built so far (modules, routes, schemas, calendars) lives as long as the
         # process: out of the collector's sight, a full collection no longer walks it (it took
         # ~45 ms each time, a visible p99 stall under load).
@@ -85,6 +99,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             yield
         finally:
             stop.set()
+            if listen_task is not None:
+                try:
+                    await asyncio.wait_for(listen_task, timeout=10)
+                except TimeoutError:
+                    listen_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listen_task
             if task is not None:
                 try:
                     await asyncio.wait_for(task, timeout=settings.webhook_timeout_seconds + 5)

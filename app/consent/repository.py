@@ -453,6 +453,7 @@ class ConsentRepository:
         (policies.cache.PURPOSES). States come as rows with policy_key, purpose, state, since,
         expires_at and event_id."""
         cached = PURPOSES.get(tenant) if policy_key is None else None
+        stamp = PURPOSES.stamp()
         records = None
         if self.is_pg and cached is not None:
             # the subject's rows only: the same query as a bare endpoint's
@@ -472,7 +473,7 @@ class ConsentRepository:
             else:
                 rows = list(await self.policy_purposes(tenant, policy_key))
                 if policy_key is None:
-                    PURPOSES.put(tenant, rows)
+                    PURPOSES.put(tenant, rows, stamp)
             return rows, await self.states(tenant, subject_id, policy_key)
         versions: list[PurposeRow] = []
         states: list[StateRow] = []
@@ -492,7 +493,7 @@ class ConsentRepository:
                     )
                 )
         if policy_key is None:
-            PURPOSES.put(tenant, versions)
+            PURPOSES.put(tenant, versions, stamp)
         return versions, states
 
     async def state(

@@ -234,10 +234,18 @@ class ConsentService:
         ) as idem:
             if idem.replay is not None:
                 return idem.replay
-            pv = await PolicyService(self.session, self.clock).version_at(
-                who.tenant, body.policy_key, occurred_at
-            )
-            events = self._events_for(pv, body, occurred_at, gpc)
+            policies = PolicyService(self.session, self.clock)
+            pv = await policies.version_at(who.tenant, body.policy_key, occurred_at)
+            try:
+                events = self._events_for(pv, body, occurred_at, gpc)
+            except UnknownPurpose:
+                # Never refused on the cache's word alone: a version that defines the purpose
+                # may have just been published through another process (its notification
+                # still on its way). Refusals are rare; they read the versions afresh.
+                pv = await policies.version_at(
+                    who.tenant, body.policy_key, occurred_at, fresh=True
+                )
+                events = self._events_for(pv, body, occurred_at, gpc)
             main = events[0]
             gpc_events = events[1:]
             created = created_from(main, now, gpc_events)
@@ -282,6 +290,7 @@ class ConsentService:
             events: list[NewEvent | None] = []
             results: list[Any] = []
             in_force_at: dict[tuple[str, datetime], VersionSnapshot | None] = {}
+            refreshed: set[str] = set()
             for i, slot in enumerate(slots):
                 if not isinstance(slot, ConsentEventIn):
                     events.append(None)
@@ -298,7 +307,25 @@ class ConsentService:
                         raise UnknownPolicy(
                             f"No policy '{slot.policy_key}' in this tenant", field="policy_key"
                         )
-                    ev = self._events_for(pv, slot, occurred_at, gpc=False)[0]
+                    try:
+                        ev = self._events_for(pv, slot, occurred_at, gpc=False)[0]
+                    except UnknownPurpose:
+                        if slot.policy_key in refreshed:
+                            raise
+                        # as in `record`: read this policy's versions afresh, once
+                        refreshed.add(slot.policy_key)
+                        by_key[slot.policy_key] = await policies.snapshots(
+                            who.tenant, slot.policy_key, fresh=True
+                        )
+                        for at_key in [k for k in in_force_at if k[0] == slot.policy_key]:
+                            del in_force_at[at_key]
+                        pv = in_force_at[governing] = in_force(by_key[slot.policy_key], occurred_at)
+                        if pv is None:
+                            raise UnknownPolicy(
+                                f"No policy '{slot.policy_key}' in this tenant",
+                                field="policy_key",
+                            ) from None
+                        ev = self._events_for(pv, slot, occurred_at, gpc=False)[0]
                 except DomainError as exc:
                     events.append(None)
                     results.append(_item_problem(i, exc))

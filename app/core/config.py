@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     due_soon_days: int = Field(default=7, ge=0, le=365)
     cors_origins: str = ""
     db_pool_size: int = Field(default=10, ge=1)
+    # Several processes on one PostgreSQL (DESIGN §16). LISTEN needs a session of its own:
+    # behind a transaction-mode pooler this URL reaches PostgreSQL directly.
+    database_listen_url: str | None = None
+    # `pgbouncer`: a transaction-mode pooler sits between the service and PostgreSQL (no
+    # server-side prepared statement outlives a statement; no settings sent at connect).
+    db_pooler: Literal["none", "pgbouncer"] = "none"
+    # Set: the write limit is counted in Redis, shared by every process.
+    redis_url: str | None = None
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     statement_timeout_ms: int = Field(default=15_000, ge=0)
     rate_limit_writes: int | None = Field(default=None, ge=1, description="per tenant per minute")
@@ -137,6 +145,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def listen_url(self) -> str:
+        return self.database_listen_url or self.database_url
 
     @property
     def run_worker_in_process(self) -> bool:

@@ -3,15 +3,27 @@ for the consent-state read, of every tenant's consent purposes).
 
 Every DSAR, consent event and breach records the policy version in force at its own instant;
 looking that up used to cost a query (and decoding the resolved rules) on every write.
-Versions are immutable and only ever added, so a policy's version list is cached for a short
-time and dropped at once when this process publishes a version. Another process's
-publication is seen within `TTL_SECONDS` — a version only governs from its `effective_at`
-(publication + change notice), so the window matters only for a version published with no
-notice at all, for requests arriving in the same second or two.
+Versions are immutable and only ever added, so a policy's version list is cached, and dropped
+at once when a version is created or published — by this process or by any other.
+
+Across processes (`uvicorn --workers N`, replicas) the mechanism is PostgreSQL LISTEN/NOTIFY:
+creating or publishing a policy sends a notification on `CHANNEL` in its own transaction
+(`announcement`), and every process's listener (app/core/listen.py, wired in app/main.py)
+drops the policy's entries when it arrives (`heard`). While a listener is up, entries live
+`COHERENT_TTL_SECONDS` (a safety net, not the mechanism). A process that is not listening —
+its listener is down, or not started yet — may have missed notifications: its entries then
+live `TTL_SECONDS` only (the fallback, and what the listener's log line says), and when the
+listener is back everything cached is dropped (`listening_started`). SQLite is one process:
+its own invalidation after commit is all it needs, and it keeps the short TTL.
+
+A read that filled an entry from the database races with an invalidation that arrives while
+it runs: `stamp()` before the read and `put(…, stamp)` after; an entry read before the last
+invalidation is not stored.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +35,10 @@ from typing import Any, Generic, TypeVar
 from app.rules.policy import ConsentPurposeRule, ResolvedPolicy
 
 TTL_SECONDS = 2.0
+COHERENT_TTL_SECONDS = 300.0
 MAX_POLICIES = 10_000
+# The NOTIFY channel of policy changes; the payload is {"tenant": …, "policy": …}.
+CHANNEL = "prapi_policy_changed"
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -67,35 +82,59 @@ def in_force(versions: Sequence[VersionSnapshot], at: datetime) -> VersionSnapsh
 
 class ExpiringCache(Generic[K, V]):
     """A small thread-safe LRU whose entries live `ttl` seconds from when they were put (a
-    read never extends them). An empty value is never stored: what does not exist yet must
-    show at once when it is created."""
+    read never extends them), or `coherent_ttl` while a listener hears every invalidation
+    (`listening`). An empty value is never stored: what does not exist yet must show at once
+    when it is created."""
 
-    def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_POLICIES) -> None:
+    def __init__(
+        self,
+        ttl: float = TTL_SECONDS,
+        max_entries: int = MAX_POLICIES,
+        coherent_ttl: float = COHERENT_TTL_SECONDS,
+    ) -> None:
         self.ttl = ttl
+        self.coherent_ttl = coherent_ttl
         self.max_entries = max_entries
+        self.listening = 0  # live listeners feeding this cache's invalidations
+        self._epoch = 0  # bumped by every invalidation
         self._entries: OrderedDict[K, tuple[float, tuple[V, ...]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: K) -> tuple[V, ...] | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[0] < time.monotonic():
+            if entry is None:
+                return None
+            lifetime = self.coherent_ttl if self.listening > 0 else self.ttl
+            if entry[0] + lifetime < time.monotonic():
                 return None
             self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key: K, values: Sequence[V]) -> None:
+    def stamp(self) -> int:
+        """Take before reading what `put` will store (the module docstring)."""
+        return self._epoch
+
+    def put(self, key: K, values: Sequence[V], stamp: int | None = None) -> None:
         if not values:
             return
         with self._lock:
-            self._entries[key] = (time.monotonic() + self.ttl, tuple(values))
+            if stamp is not None and stamp != self._epoch:
+                return  # invalidated while it was read: it may already be stale
+            self._entries[key] = (time.monotonic(), tuple(values))
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
     def invalidate(self, key: K) -> None:
         with self._lock:
+            self._epoch += 1
             self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._entries.clear()
 
 
 # A policy's versions by (tenant, policy key), for the writes of the other domains.
@@ -105,7 +144,37 @@ VERSIONS: ExpiringCache[tuple[str, str], VersionSnapshot] = ExpiringCache()
 PurposeRow = tuple[str, int, datetime, Any]
 
 # Every version of every policy of a tenant, with its consent purposes: what the current-state
-# read needs besides the subject's own rows. Dropped at once when this process creates or
-# publishes a policy of the tenant, refreshed after TTL_SECONDS otherwise (so another
-# process's new policy or version shows in this process's reads within that time).
+# read needs besides the subject's own rows. Dropped when a policy of the tenant is created or
+# a version published, in this process or another (the module docstring).
 PURPOSES: ExpiringCache[str, PurposeRow] = ExpiringCache()
+
+
+def invalidate(tenant: str, policy_key: str) -> None:
+    """Drop what the caches hold of one policy (and of its tenant's purposes)."""
+    VERSIONS.invalidate((tenant, policy_key))
+    PURPOSES.invalidate(tenant)
+
+
+def announcement(tenant: str, policy_key: str) -> str:
+    """The NOTIFY payload of a change to one policy."""
+    return json.dumps({"tenant": tenant, "policy": policy_key})
+
+
+def heard(payload: str) -> None:
+    """A notification on `CHANNEL`, from any process (this one included)."""
+    change = json.loads(payload)
+    invalidate(str(change["tenant"]), str(change["policy"]))
+
+
+def listening_started(reconnected: bool) -> None:
+    """A listener is up: invalidations now arrive as they happen. Everything cached before is
+    dropped — notifications sent while no listener was up are lost."""
+    for cache in (VERSIONS, PURPOSES):
+        cache.clear()
+        cache.listening += 1
+
+
+def listening_stopped() -> None:
+    """A listener went down: back to the short TTL for whatever it may have missed."""
+    for cache in (VERSIONS, PURPOSES):
+        cache.listening = max(0, cache.listening - 1)

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.policies.cache import VersionSnapshot, version_in_force
+from app.core.db import is_postgres
+from app.policies.cache import CHANNEL, VersionSnapshot, announcement, version_in_force
 from app.policies.models import Policy, PolicyVersion
 
 
@@ -38,6 +39,16 @@ class PolicyRepository:
         )
         assert new is not None
         return int(new)
+
+    async def announce_change(self, tenant: str, key: str) -> None:
+        """NOTIFY every process's cache listener (app/policies/cache.py), in this transaction:
+        PostgreSQL delivers it at commit, never for a rolled-back change. SQLite is one
+        process: the service's own invalidation after commit is enough."""
+        if is_postgres(self.session):
+            await self.session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANNEL, "payload": announcement(tenant, key)},
+            )
 
     async def get_version(self, policy_id: uuid.UUID, version: int) -> PolicyVersion | None:
         return await self.session.scalar(

@@ -20,7 +20,8 @@ from app.core.idempotency import as_sent, idempotent
 from app.core.instants import json_ready as iso
 from app.core.pagination import decode_int_cursor, decode_key_cursor, page_of
 from app.core.security import Principal
-from app.policies.cache import PURPOSES, VERSIONS, VersionSnapshot, in_force
+from app.policies import cache
+from app.policies.cache import VERSIONS, VersionSnapshot, in_force
 from app.policies.models import Policy, PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.policies.schemas import (
@@ -191,11 +192,12 @@ class PolicyService:
                 ) from exc
             self.session.add(version)
             _audit(self.session, who, "policy.created", version, now)
+            await self.repo.announce_change(who.tenant, body.key)
             await self.session.flush()
             read = to_read(version, in_force=True)
             idem.remember(201, read.model_dump(mode="json"), f"/v1/policies/{body.key}", at=now)
             await self.session.commit()
-            PURPOSES.invalidate(who.tenant)
+            cache.invalidate(who.tenant, body.key)
             return read
 
     async def publish(self, who: Principal, key: str, body: PolicyPublish) -> PolicyRead:
@@ -229,11 +231,11 @@ class PolicyService:
         )
         self.session.add(version)
         _audit(self.session, who, "policy.published", version, now)
+        await self.repo.announce_change(who.tenant, key)
         await self.session.flush()
         in_force = version.effective_at <= now
         await self.session.commit()
-        VERSIONS.invalidate((who.tenant, key))
-        PURPOSES.invalidate(who.tenant)
+        cache.invalidate(who.tenant, key)
         return to_read(version, in_force=in_force)
 
     async def _policy(self, who: Principal, key: str) -> Policy:
@@ -255,8 +257,9 @@ class PolicyService:
 
     async def _number_in_force(self, tenant: str, key: str) -> int | None:
         """The number of the version in force now (None: no such policy), by the one rule
-        (cache.version_in_force) over the cached versions."""
-        found = in_force(await self.snapshots(tenant, key), self.clock())
+        (cache.version_in_force) over the versions read afresh: the policy's own reads show a
+        version published through another process at once, whatever the cache holds."""
+        found = in_force(await self.snapshots(tenant, key, fresh=True), self.clock())
         return found.version if found is not None else None
 
     async def list_page(
@@ -286,18 +289,24 @@ class PolicyService:
             raise PolicyVersionNotFound(f"Policy '{key}' has no version {number}")
         return to_read(found, in_force=await self._number_in_force(who.tenant, key) == number)
 
-    async def snapshots(self, tenant: str, key: str) -> tuple[VersionSnapshot, ...]:
-        """Every version of a policy (none: no such policy), from the process's cache."""
-        versions = VERSIONS.get((tenant, key))
+    async def snapshots(
+        self, tenant: str, key: str, *, fresh: bool = False
+    ) -> tuple[VersionSnapshot, ...]:
+        """Every version of a policy (none: no such policy), from the process's cache, or
+        from the database when `fresh` (which refills the cache)."""
+        versions = None if fresh else VERSIONS.get((tenant, key))
         if versions is None:
+            stamp = VERSIONS.stamp()
             versions = await self.repo.snapshots(tenant, key)
-            VERSIONS.put((tenant, key), versions)
+            VERSIONS.put((tenant, key), versions, stamp)
         return versions
 
-    async def version_at(self, tenant: str, key: str, at: datetime) -> VersionSnapshot:
+    async def version_at(
+        self, tenant: str, key: str, at: datetime, *, fresh: bool = False
+    ) -> VersionSnapshot:
         """For the other domains: the version governing an instant, or 422 if no such policy.
-        Served from the process's version cache (app/policies/cache.py)."""
-        found = in_force(await self.snapshots(tenant, key), at)
+        Served from the process's version cache (app/policies/cache.py) unless `fresh`."""
+        found = in_force(await self.snapshots(tenant, key, fresh=fresh), at)
         if found is None:
             raise UnknownPolicy(f"No policy '{key}' in this tenant", field="policy_key")
         return found
