@@ -41,11 +41,11 @@ def authenticate(request: Request, token: str, *scopes: str) -> Principal:
     return principal
 
 
-def check_write_limit(request: Request, principal: Principal) -> None:
-    """The tenant's write rate limit (429), when one is configured."""
+async def check_write_limit(request: Request, principal: Principal) -> None:
+    """The tenant's write rate limit (429), when one is configured (app/core/ratelimit.py)."""
     limiter = request.app.state.write_limiter
     if limiter is not None:
-        limiter.check(principal.tenant)
+        await limiter.check(principal.tenant)
 
 
 def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -62,7 +62,7 @@ def require(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
             raise Unauthorized("A bearer token is required")
         principal = authenticate(request, credentials.credentials, *scopes)
         if writes and request.method != "GET":
-            check_write_limit(request, principal)
+            await check_write_limit(request, principal)
         return principal
 
     return _dep
