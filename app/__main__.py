@@ -49,7 +49,10 @@ async def run_worker(settings: Settings, once: bool) -> int:
 
     configure_logging(settings.log_level)
     engine = create_engine(
-        settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+        settings.database_url,
+        settings.db_pool_size,
+        settings.statement_timeout_ms,
+        settings.db_pooler,
     )
     try:
         info = idempotency.session_info(settings.idempotency_ttl, utc_now)

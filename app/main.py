@@ -23,7 +23,7 @@ from app.core.errors import install_error_handlers
 from app.core.listen import Listener, asyncpg_dsn
 from app.core.logging import configure_logging
 from app.core.middleware import Metrics, RequestContextMiddleware
-from app.core.ratelimit import WriteLimiter
+from app.core.ratelimit import build_limiter
 from app.core.rawpg import create_raw_pool
 from app.core.routing import HotPaths
 from app.core.secretbox import load_keyring
@@ -57,14 +57,20 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         engine = create_engine(
-            settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+            settings.database_url,
+            settings.db_pool_size,
+            settings.statement_timeout_ms,
+            settings.db_pooler,
         )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(
             engine, idempotency.session_info(settings.idempotency_ttl, clock)
         )
         app.state.raw_pool = await create_raw_pool(
-            settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+            settings.database_url,
+            settings.db_pool_size,
+            settings.statement_timeout_ms,
+            settings.db_pooler,
         )
         stop = asyncio.Event()
         task: asyncio.Task[None] | None = None
@@ -113,6 +119,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if app.state.write_limiter is not None:
+                await app.state.write_limiter.close()
             if app.state.raw_pool is not None:
                 await app.state.raw_pool.close()
             await engine.dispose()
@@ -143,8 +151,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.secrets = secrets
     app.state.clock = clock
     app.state.metrics = Metrics()
-    app.state.write_limiter = (
-        WriteLimiter(settings.rate_limit_writes) if settings.rate_limit_writes else None
+    app.state.write_limiter = build_limiter(
+        settings.rate_limit_writes, settings.redis_url, settings.rate_limit_redis_prefix
     )
     install_error_handlers(app)
     install_docs(app)

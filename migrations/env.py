@@ -50,7 +50,8 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_engine(url)
+    # through pgbouncer in transaction mode too (DB_POOLER), though a direct URL is better
+    engine = create_engine(url, pooler=get_settings().db_pooler)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run_sync)

@@ -25,6 +25,7 @@ from alembic import command
 from alembic.config import Config
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.core.secretbox import Keyring
@@ -101,7 +102,30 @@ async def drop_pg_database(url: str) -> None:
     await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+# The API tests that also run through a private pgbouncer in transaction mode
+# (DB_POOLER=pgbouncer, DESIGN §16): a third backend, "pgbouncer", for these modules.
+THROUGH_PGBOUNCER = {
+    "tests/policies/test_policies_api.py",
+    "tests/dsar/test_dsar_api.py",
+    "tests/consent/test_ledger_api.py",
+    "tests/consent/test_subjects_api.py",
+    "tests/consent/test_batch_history_receipt.py",
+    "tests/breaches/test_breaches_api.py",
+    "tests/events/test_webhooks_api.py",
+}
+# pgbouncer URL → the direct URL of the same database (make_settings reads it)
+POOLED: dict[str, str] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" not in metafunc.fixturenames:
+        return
+    module = Path(str(metafunc.definition.fspath)).relative_to(ROOT).as_posix()
+    backends = [*BACKENDS, "pgbouncer"] if module in THROUGH_PGBOUNCER else BACKENDS
+    metafunc.parametrize("database_url", backends, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 async def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
@@ -111,10 +135,24 @@ async def database_url(
         yield url
         return
     url = await create_pg_database()
+    bouncer = None
     try:
         run_alembic(command.upgrade, url, "heads")
-        yield url
+        if request.param == "pgbouncer":
+            from tests.pgbouncer import start_pgbouncer
+
+            pg = make_url(PG_ADMIN_URL)
+            bouncer = start_pgbouncer(
+                tmp_path_factory.mktemp("pgbouncer"), pg.host or "127.0.0.1", pg.port or 5432
+            )
+            pooled = bouncer.url_for(url)
+            POOLED[pooled] = url
+            yield pooled
+        else:
+            yield url
     finally:
+        if bouncer is not None:
+            bouncer.stop()
         await drop_pg_database(url)
 
 
@@ -141,6 +179,10 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # The local receiver of the webhook tests.
         "webhook_allow_hosts": "127.0.0.1",
     }
+    if database_url in POOLED:
+        # through pgbouncer: the pools in transaction-mode safety, the listener direct
+        values["db_pooler"] = "pgbouncer"
+        values["database_listen_url"] = POOLED[database_url]
     values.update(overrides)
     return Settings(**values)
 

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     db_pooler: Literal["none", "pgbouncer"] = "none"
     # Set: the write limit is counted in Redis, shared by every process.
     redis_url: str | None = None
+    rate_limit_redis_prefix: str = "prapi:writes:"
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     statement_timeout_ms: int = Field(default=15_000, ge=0)
     rate_limit_writes: int | None = Field(default=None, ge=1, description="per tenant per minute")
@@ -108,6 +109,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _anchor_relative_sqlite_path(self) -> Settings:
         self.database_url = anchored_database_url(self.database_url)
+        return self
+
+    @model_validator(mode="after")
+    def _pooler_needs_a_direct_listener(self) -> Settings:
+        if self.db_pooler == "pgbouncer" and not self.is_sqlite and not self.database_listen_url:
+            # LISTEN through a transaction-mode pooler would hear nothing (its session is lent
+            # to other clients): the listener needs its own direct connection.
+            raise ConfigurationError(
+                "DB_POOLER=pgbouncer needs DATABASE_LISTEN_URL: a direct connection to "
+                "PostgreSQL for the cache listener (LISTEN needs a session of its own)"
+            )
         return self
 
     @model_validator(mode="after")

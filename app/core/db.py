@@ -75,7 +75,10 @@ def str_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
 
 
 def create_engine(
-    database_url: str, pool_size: int = 10, statement_timeout_ms: int = 15_000
+    database_url: str,
+    pool_size: int = 10,
+    statement_timeout_ms: int = 15_000,
+    pooler: str = "none",
 ) -> AsyncEngine:
     url = make_url(database_url)
     # No pre-ping: SQLAlchemy's asyncpg ping costs three round trips (BEGIN, ";", ROLLBACK) on
@@ -94,12 +97,40 @@ def create_engine(
         kwargs["pool_timeout"] = 10
         kwargs["connect_args"] = {
             "timeout": 5,  # connecting to a database that is away fails fast (→ 503)
-            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+            **asyncpg_connect_args(statement_timeout_ms, pooler),
         }
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         _sqlite_pragmas(engine)
     return engine
+
+
+def asyncpg_connect_args(statement_timeout_ms: int, pooler: str) -> dict[str, Any]:
+    """What both pools (SQLAlchemy's and app/core/rawpg.py's) pass to asyncpg at connect.
+
+    Direct to PostgreSQL: the statement timeout as a setting of the session.
+
+    `pgbouncer` (transaction mode): a session's server connection serves other clients
+    between transactions, so nothing may outlive one. No prepared statement is named: asyncpg's
+    statement cache is off (`statement_cache_size=0`), SQLAlchemy's too
+    (`prepared_statement_cache_size=0`), and the statements SQLAlchemy prepares are unnamed
+    (`prepared_statement_name_func` → ""), which asyncpg parses again with each execution —
+    no name can collide with another client's, and none is left behind on a server connection
+    (unique names, SQLAlchemy's other suggestion, would pile up there). pgbouncer refuses an
+    unknown startup parameter, so `statement_timeout` is not sent: set it on the role
+    (`ALTER ROLE … SET statement_timeout`).
+    """
+    if pooler == "pgbouncer":
+        return {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unnamed,
+        }
+    return {"server_settings": {"statement_timeout": str(statement_timeout_ms)}}
+
+
+def _unnamed() -> str:
+    return ""
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

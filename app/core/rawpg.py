@@ -22,12 +22,14 @@ from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import TextClause
 
+from app.core.db import asyncpg_connect_args
+
 _DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
 _COMPILED: dict[int, tuple[TextClause, str, tuple[str, ...]]] = {}
 
 
 async def create_raw_pool(
-    database_url: str, pool_size: int, statement_timeout_ms: int
+    database_url: str, pool_size: int, statement_timeout_ms: int, pooler: str = "none"
 ) -> asyncpg.Pool | None:
     """The pool for PostgreSQL (None on SQLite). It opens no connection until first used, so
     the service starts (and answers 503) while the database is away."""
@@ -40,8 +42,13 @@ async def create_raw_pool(
         min_size=0,
         max_size=pool_size,
         timeout=5,  # connecting to a database that is away fails fast (→ 503)
-        server_settings={"statement_timeout": str(statement_timeout_ms)},
         reset=_nothing_to_reset,
+        # pgbouncer: asyncpg's statement cache off, nothing sent at connect (app/core/db.py)
+        **{
+            k: v
+            for k, v in asyncpg_connect_args(statement_timeout_ms, pooler).items()
+            if k in ("server_settings", "statement_cache_size")
+        },
     )
     return pool
 

@@ -69,3 +69,38 @@ def test_policy_versions_expire_and_invalidate(clock: FakeClock) -> None:
     versions.put(("acme", "spotrak"), [snapshot])
     versions.invalidate(("acme", "spotrak"))
     assert versions.get(("acme", "spotrak")) is None
+
+
+def test_entries_live_long_only_while_a_listener_hears_invalidations(clock: FakeClock) -> None:
+    """Listening: the notifications are the mechanism, the long TTL a safety net. Not
+    listening (the listener went down): the short TTL applies again, to every entry."""
+    versions: ExpiringCache[tuple[str, str], VersionSnapshot] = ExpiringCache(
+        ttl=2.0, coherent_ttl=300.0
+    )
+    snapshot = VersionSnapshot("spotrak", 1, AT, AT, {})
+    versions.listening = 1
+    versions.put(("acme", "spotrak"), [snapshot])
+    clock.now += 60
+    assert versions.get(("acme", "spotrak")) == (snapshot,)
+    versions.listening = 0
+    assert versions.get(("acme", "spotrak")) is None
+
+
+def test_a_read_that_raced_an_invalidation_is_not_stored(clock: FakeClock) -> None:
+    versions: ExpiringCache[tuple[str, str], VersionSnapshot] = ExpiringCache(ttl=2.0)
+    snapshot = VersionSnapshot("spotrak", 1, AT, AT, {})
+    stamp = versions.stamp()  # a request starts reading version 1 …
+    versions.invalidate(("acme", "spotrak"))  # … another process's notification arrives …
+    versions.put(("acme", "spotrak"), [snapshot], stamp)  # … the stale read is dropped
+    assert versions.get(("acme", "spotrak")) is None
+    versions.put(("acme", "spotrak"), [snapshot], versions.stamp())
+    assert versions.get(("acme", "spotrak")) == (snapshot,)
+
+
+def test_a_notification_drops_the_policy_and_its_tenants_purposes() -> None:
+    snapshot = VersionSnapshot("spotrak", 1, AT, AT, {})
+    cache.VERSIONS.put(("t-heard", "spotrak"), [snapshot])
+    cache.PURPOSES.put("t-heard", [("spotrak", 1, AT, [])])
+    cache.heard(cache.announcement("t-heard", "spotrak"))
+    assert cache.VERSIONS.get(("t-heard", "spotrak")) is None
+    assert cache.PURPOSES.get("t-heard") is None
