@@ -51,12 +51,28 @@ def _unavailable(reason: str) -> None:
 
 
 def start_pgbouncer(workdir: Path, server_host: str, server_port: int) -> PgBouncer:
+    """For a test: the pgbouncer, or the test fails (skips only where allowed, above)."""
+    try:
+        return launch_pgbouncer(workdir, server_host, server_port)
+    except PgBouncerUnavailable as exc:
+        _unavailable(str(exc))
+        raise AssertionError("unreachable") from exc
+
+
+class PgBouncerUnavailable(RuntimeError):
+    pass
+
+
+def launch_pgbouncer(
+    workdir: Path, server_host: str, server_port: int, pool_size: int = 40
+) -> PgBouncer:
+    """pgbouncer in transaction mode on a free port, its files in `workdir` (also used by
+    bench/processes.py). Raises PgBouncerUnavailable when it cannot run."""
     binary = shutil.which("pgbouncer") or (
         "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
     )
     if binary is None:
-        _unavailable("not installed")
-        raise AssertionError("unreachable")
+        raise PgBouncerUnavailable("not installed")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (workdir / "userlist.txt").write_text('"postgres" ""\n')
@@ -73,7 +89,7 @@ auth_type = trust
 auth_file = {workdir / "userlist.txt"}
 pool_mode = transaction
 max_client_conn = 1000
-default_pool_size = 40
+default_pool_size = {pool_size}
 server_reset_query =
 ignore_startup_parameters = extra_float_digits
 """
@@ -83,8 +99,8 @@ ignore_startup_parameters = extra_float_digits
         # pgbouncer refuses to run as root: drop to an unprivileged account
         user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
         if user is None:
-            _unavailable("running as root and no unprivileged user to switch to")
-        cmd[1:1] = ["-u", str(user)]
+            raise PgBouncerUnavailable("running as root and no unprivileged user to switch to")
+        cmd[1:1] = ["-u", user]
         os.chmod(workdir, 0o755)
         for f in workdir.iterdir():
             os.chmod(f, 0o644)
@@ -95,7 +111,7 @@ ignore_startup_parameters = extra_float_digits
     deadline = time.monotonic() + 15
     while True:
         if process.poll() is not None:
-            _unavailable(f"exited with {process.returncode}:\n{log.read_text()}")
+            raise PgBouncerUnavailable(f"exited with {process.returncode}:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return bouncer
@@ -103,7 +119,7 @@ ignore_startup_parameters = extra_float_digits
             pass
         if time.monotonic() > deadline:
             bouncer.stop()
-            _unavailable(f"not listening after 15 s:\n{log.read_text()}")
+            raise PgBouncerUnavailable(f"not listening after 15 s:\n{log.read_text()}")
         time.sleep(0.05)
 
 
