@@ -89,11 +89,21 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         listen_dsn = None if settings.is_sqlite else asyncpg_dsn(settings.listen_url)
         listener = listen_task = None
         if listen_dsn is not None:
+            gauge = app.state.metrics.cache_listener_up
+
+            def on_up(reconnected: bool) -> None:
+                policy_cache.listening_started(reconnected)
+                gauge.set(1)
+
+            def on_down() -> None:
+                policy_cache.listening_stopped()
+                gauge.set(0)
+
             listener = Listener(
                 listen_dsn,
                 {policy_cache.CHANNEL: policy_cache.heard},
-                on_up=policy_cache.listening_started,
-                on_down=policy_cache.listening_stopped,
+                on_up=on_up,
+                on_down=on_down,
             )
             listen_task = asyncio.create_task(listener.run(stop), name="cache-listener")
         app.state.listener = listener

@@ -35,6 +35,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.cache_listener_up = Gauge(
+            "cache_listener_up",
+            "1 while this process hears other processes' policy changes (LISTEN); 0: its "
+            "policy caches fall back to a short TTL",
+            registry=self.registry,
+        )
         # Read from the database at scrape time (app.ops.metrics): every replica reports
         # the same figures, whichever process runs the worker.
         self.outbox_backlog = Gauge(

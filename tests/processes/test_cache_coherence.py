@@ -170,7 +170,9 @@ async def test_the_listener_reconnects_after_its_backend_is_killed(
                 ),
                 "the down log line",
             )
+            gauge = app.state.metrics.cache_listener_up
             await _wait(lambda: listener.live and listener.connects == 2, "the reconnection")
+            assert gauge._value.get() == 1
             assert listener.backend_pid != pid
             up = [r for r in caplog.records if getattr(r, "event", None) == "cache_listener_up"]
             assert getattr(up[-1], "reconnected", None) is True
