@@ -112,6 +112,7 @@ THROUGH_PGBOUNCER = {
     "tests/consent/test_batch_history_receipt.py",
     "tests/breaches/test_breaches_api.py",
     "tests/events/test_webhooks_api.py",
+    "tests/hardening/test_concurrency.py",
 }
 # pgbouncer URL → the direct URL of the same database (make_settings reads it)
 POOLED: dict[str, str] = {}

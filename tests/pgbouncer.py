@@ -50,10 +50,12 @@ def _unavailable(reason: str) -> None:
     pytest.fail(f"pgbouncer: {reason} (CI installs it: apt-get install pgbouncer)", pytrace=False)
 
 
-def start_pgbouncer(workdir: Path, server_host: str, server_port: int) -> PgBouncer:
+def start_pgbouncer(
+    workdir: Path, server_host: str, server_port: int, pool_size: int = 40
+) -> PgBouncer:
     """For a test: the pgbouncer, or the test fails (skips only where allowed, above)."""
     try:
-        return launch_pgbouncer(workdir, server_host, server_port)
+        return launch_pgbouncer(workdir, server_host, server_port, pool_size)
     except PgBouncerUnavailable as exc:
         _unavailable(str(exc))
         raise AssertionError("unreachable") from exc

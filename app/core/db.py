@@ -111,21 +111,21 @@ def asyncpg_connect_args(statement_timeout_ms: int, pooler: str) -> dict[str, An
     Direct to PostgreSQL: the statement timeout as a setting of the session.
 
     `pgbouncer` (transaction mode): a session's server connection serves other clients
-    between transactions, so nothing may outlive one. No prepared statement is named: asyncpg's
-    statement cache is off (`statement_cache_size=0`), SQLAlchemy's too
-    (`prepared_statement_cache_size=0`), and the statements SQLAlchemy prepares are unnamed
-    (`prepared_statement_name_func` → ""), which asyncpg parses again with each execution —
-    no name can collide with another client's, and none is left behind on a server connection
-    (unique names, SQLAlchemy's other suggestion, would pile up there). pgbouncer refuses an
-    unknown startup parameter, so `statement_timeout` is not sent: set it on the role
-    (`ALTER ROLE … SET statement_timeout`).
+    between transactions, so nothing may outlive one, and no name may collide with another
+    client's. No prepared statement is named: asyncpg's statement cache is off
+    (`statement_cache_size=0`) and the statements SQLAlchemy prepares are unnamed
+    (`prepared_statement_name_func` → ""), which asyncpg then parses again with every
+    execution, in the same message as its Bind and Execute. Unique names, SQLAlchemy's other
+    suggestion, would pile up on the server connections. What stays on the client is only
+    the statements' descriptions: SQLAlchemy's `prepared_statement_cache_size` (kept at its
+    default) caches those unnamed statements per connection, so a cached statement costs one
+    round trip, not a Parse + Describe first (the bare pool does the same:
+    rawpg.UnnamedStatements). pgbouncer refuses an unknown startup parameter, so
+    `statement_timeout` is not sent: set it on the role (`ALTER ROLE … SET
+    statement_timeout`).
     """
     if pooler == "pgbouncer":
-        return {
-            "statement_cache_size": 0,
-            "prepared_statement_cache_size": 0,
-            "prepared_statement_name_func": _unnamed,
-        }
+        return {"statement_cache_size": 0, "prepared_statement_name_func": _unnamed}
     return {"server_settings": {"statement_timeout": str(statement_timeout_ms)}}
 
 

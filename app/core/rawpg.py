@@ -14,10 +14,11 @@ asyncpg's `$n` form.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import TextClause
@@ -43,12 +44,14 @@ async def create_raw_pool(
         max_size=pool_size,
         timeout=5,  # connecting to a database that is away fails fast (→ 503)
         reset=_nothing_to_reset,
-        # pgbouncer: asyncpg's statement cache off, nothing sent at connect (app/core/db.py)
+        # pgbouncer: asyncpg's statement cache off, nothing sent at connect (app/core/db.py),
+        # and the statements' descriptions kept on the client (UnnamedStatements)
         **{
             k: v
             for k, v in asyncpg_connect_args(statement_timeout_ms, pooler).items()
             if k in ("server_settings", "statement_cache_size")
         },
+        **({"connection_class": UnnamedStatements} if pooler == "pgbouncer" else {}),
     )
     return pool
 
@@ -72,6 +75,50 @@ def to_asyncpg(stmt: TextClause) -> tuple[str, tuple[str, ...]]:
 
 async def fetch(pool: asyncpg.Pool, stmt: TextClause, params: Mapping[str, Any]) -> list[Any]:
     sql, names = to_asyncpg(stmt)
+    args = [params[n] for n in names]
     async with pool.acquire() as conn:
-        rows: list[Any] = await conn.fetch(sql, *[params[n] for n in names])
+        unnamed = getattr(conn, "fetch_unnamed", None)  # the proxy forwards to the connection
+        if unnamed is not None:
+            return await unnamed(sql, args)  # type: ignore[no-any-return]
+        rows: list[Any] = await conn.fetch(sql, *args)
     return rows
+
+
+class UnnamedStatements(asyncpg.Connection):  # type: ignore[misc]
+    """A connection of the bare pool behind a transaction-mode pooler (`DB_POOLER=pgbouncer`).
+
+    Without a statement cache, asyncpg sends each statement twice: Parse + Describe (for the
+    types of its parameters and columns), then Parse again with Bind and Execute — two round
+    trips, and the server parses the statement twice. Nothing named may live on the server
+    (the next transaction may run on another server connection), but the *description* can
+    live here: the unnamed statement's state (its types and codecs) is kept per connection and
+    reused, so every later execution is one round trip of Parse + Bind + Execute + Sync —
+    one implicit transaction, which the pooler keeps on one server connection. asyncpg
+    parses an unnamed statement with every execution when its statement cache is off
+    (`mark_unprepared`), so no server-side prepared statement is ever relied on.
+
+    A column type changed by a migration while this process runs would be decoded with the
+    old description: such a migration already requires stopping the old processes first
+    (docs/production.md, Upgrades).
+    """
+
+    __slots__ = ("_described",)
+
+    MAX_STATEMENTS = 256
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._described: dict[str, Any] = {}
+
+    async def fetch_unnamed(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        state = self._described.get(sql)
+        if state is None:
+            stmt = await self.prepare(sql, name="")
+            if len(self._described) >= self.MAX_STATEMENTS:
+                self._described.clear()
+            self._described[sql] = stmt._state
+        else:
+            # a PreparedStatement is bound to one pool checkout: a new one on the kept state
+            stmt = PreparedStatement(self, sql, state)
+        rows: list[Any] = await stmt.fetch(*args)
+        return rows

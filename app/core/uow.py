@@ -77,6 +77,7 @@ class UnitOfWork:
         pool = self._alone()
         if pool is not None:
             self._sent_alone = True
+            await self._end_reads()
             return await rawpg.fetch(pool, stmt, params)
         return list(await self.session.execute(stmt, params))
 
@@ -86,7 +87,19 @@ class UnitOfWork:
         pool = self._alone()
         if pool is None:
             return None
+        await self._end_reads()
         return await rawpg.fetch(pool, stmt, params)
+
+    async def _end_reads(self) -> None:
+        """Before a statement on the pool, end the session's transaction, which holds reads
+        only (the unit has written nothing; a lock counts as a write): one request never
+        holds two connections at once. Behind a transaction-mode pooler, requests each
+        holding a server connection while they wait for a second one could take its whole
+        server pool and stall (DB_POOLER=pgbouncer). A commit, not a rollback: the objects
+        read stay loaded (expire_on_commit=False), and it is the round trip `commit()` would
+        have made at the end anyway."""
+        if self.session.in_transaction():
+            await self.session.commit()
 
     async def commit(self) -> None:
         """Commit what the unit did on the session (nothing to do after a read-only or a

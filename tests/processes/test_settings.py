@@ -28,6 +28,5 @@ def test_behind_pgbouncer_nothing_is_prepared_by_name_or_sent_at_connect() -> No
     assert direct == {"server_settings": {"statement_timeout": "15000"}}
     pooled = asyncpg_connect_args(15_000, "pgbouncer")
     assert "server_settings" not in pooled  # pgbouncer refuses unknown startup parameters
-    assert pooled["statement_cache_size"] == 0  # asyncpg's cache
-    assert pooled["prepared_statement_cache_size"] == 0  # SQLAlchemy's
+    assert pooled["statement_cache_size"] == 0  # asyncpg's cache of named statements
     assert pooled["prepared_statement_name_func"]() == ""  # unnamed: parsed with each use
