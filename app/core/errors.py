@@ -211,7 +211,9 @@ _STATUS_CODES = {
 # SQLSTATEs that mean the server or the connection went away, not that the query was wrong:
 # class 08 (connection exception), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot
 # connect now (starting up / shutting down).
-_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# connection exceptions, admin/crash shutdown, cannot connect now, and too many connections
+# (more processes, more connections: a full server is away for this request, not broken)
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import exc as sa_exc
@@ -55,6 +56,16 @@ CASES = {
     ),
     "connection-failure": (
         sa_exc.DBAPIError("SELECT 1", None, _DriverError("connection failure", "08006")),
+        503,
+    ),
+    "too-many-connections": (
+        sa_exc.DBAPIError(
+            "SELECT 1", None, _DriverError("sorry, too many clients already", "53300")
+        ),
+        503,
+    ),
+    "too-many-connections-bare-pool": (
+        asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
         503,
     ),
     "unique-violation": (

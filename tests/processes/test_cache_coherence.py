@@ -94,6 +94,24 @@ async def test_a_version_published_through_one_process_governs_in_another_at_onc
         await check_publish_seen_elsewhere(one.url, two.url)
         await check_publish_seen_elsewhere(two.url, one.url)
 
+        # both listeners killed: each process logs it, reconnects, and hears again
+        dsn = asyncpg_dsn(pg_url)
+        assert dsn is not None
+        admin = await asyncpg.connect(dsn)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = $1",
+                APPLICATION_NAME,
+            )
+        finally:
+            await admin.close()
+        assert killed == 2
+        for server in (one, two):
+            await _wait(lambda s=server: s.log_lines("cache_listener_up") == 2, "reconnection")
+            assert server.log_lines("cache_listener_down") == 1
+        await check_publish_seen_elsewhere(one.url, two.url)
+
 
 async def test_uvicorn_workers_share_what_is_published(pg_url: str, tmp_path: Path) -> None:
     """`--workers 2`: connections land on either worker. Every read after the publication,
