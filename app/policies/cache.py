@@ -23,11 +23,14 @@ invalidation is not stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -155,15 +158,47 @@ def invalidate(tenant: str, policy_key: str) -> None:
     PURPOSES.invalidate(tenant)
 
 
-def announcement(tenant: str, policy_key: str) -> str:
-    """The NOTIFY payload of a change to one policy."""
-    return json.dumps({"tenant": tenant, "policy": policy_key})
+def announcement(tenant: str, policy_key: str, echo: str | None = None) -> str:
+    """The NOTIFY payload of a change to one policy (`echo`: see `announced`)."""
+    change = {"tenant": tenant, "policy": policy_key}
+    if echo is not None:
+        change["echo"] = echo
+    return json.dumps(change)
 
 
 def heard(payload: str) -> None:
     """A notification on `CHANNEL`, from any process (this one included)."""
     change = json.loads(payload)
     invalidate(str(change["tenant"]), str(change["policy"]))
+    waiter = _ECHOES.get(str(change.get("echo")))
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+ECHO_TIMEOUT_SECONDS = 1.0
+_ECHOES: dict[str, asyncio.Future[None]] = {}
+
+
+@asynccontextmanager
+async def announced() -> AsyncIterator[str | None]:
+    """The token to put in a change's notification (None: this process is not listening).
+    Leaving the block without an error — after the commit — waits until this process's own
+    listener has heard it (at most ECHO_TIMEOUT_SECONDS). PostgreSQL signals every listening
+    session together when the transaction commits, so by then the other processes have been
+    told as well: a client that reads through another process right after the answer finds
+    the change there, instead of racing its notification."""
+    if VERSIONS.listening == 0:
+        yield None
+        return
+    token = uuid.uuid4().hex
+    waiter = _ECHOES[token] = asyncio.get_running_loop().create_future()
+    try:
+        yield token
+        await asyncio.wait_for(waiter, timeout=ECHO_TIMEOUT_SECONDS)
+    except TimeoutError:
+        pass  # the listener is slow or just went down: its TTL fallback covers the rest
+    finally:
+        _ECHOES.pop(token, None)
 
 
 def listening_started(reconnected: bool) -> None:

@@ -40,14 +40,14 @@ class PolicyRepository:
         assert new is not None
         return int(new)
 
-    async def announce_change(self, tenant: str, key: str) -> None:
+    async def announce_change(self, tenant: str, key: str, echo: str | None = None) -> None:
         """NOTIFY every process's cache listener (app/policies/cache.py), in this transaction:
         PostgreSQL delivers it at commit, never for a rolled-back change. SQLite is one
         process: the service's own invalidation after commit is enough."""
         if is_postgres(self.session):
             await self.session.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": CHANNEL, "payload": announcement(tenant, key)},
+                {"channel": CHANNEL, "payload": announcement(tenant, key, echo)},
             )
 
     async def get_version(self, policy_id: uuid.UUID, version: int) -> PolicyVersion | None:

@@ -192,12 +192,13 @@ class PolicyService:
                 ) from exc
             self.session.add(version)
             _audit(self.session, who, "policy.created", version, now)
-            await self.repo.announce_change(who.tenant, body.key)
-            await self.session.flush()
-            read = to_read(version, in_force=True)
-            idem.remember(201, read.model_dump(mode="json"), f"/v1/policies/{body.key}", at=now)
-            await self.session.commit()
-            cache.invalidate(who.tenant, body.key)
+            async with cache.announced() as echo:
+                await self.repo.announce_change(who.tenant, body.key, echo)
+                await self.session.flush()
+                read = to_read(version, in_force=True)
+                idem.remember(201, read.model_dump(mode="json"), f"/v1/policies/{body.key}", at=now)
+                await self.session.commit()
+                cache.invalidate(who.tenant, body.key)
             return read
 
     async def publish(self, who: Principal, key: str, body: PolicyPublish) -> PolicyRead:
@@ -231,11 +232,12 @@ class PolicyService:
         )
         self.session.add(version)
         _audit(self.session, who, "policy.published", version, now)
-        await self.repo.announce_change(who.tenant, key)
-        await self.session.flush()
-        in_force = version.effective_at <= now
-        await self.session.commit()
-        cache.invalidate(who.tenant, key)
+        async with cache.announced() as echo:
+            await self.repo.announce_change(who.tenant, key, echo)
+            await self.session.flush()
+            in_force = version.effective_at <= now
+            await self.session.commit()
+            cache.invalidate(who.tenant, key)
         return to_read(version, in_force=in_force)
 
     async def _policy(self, who: Principal, key: str) -> Policy:

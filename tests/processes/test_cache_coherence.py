@@ -229,3 +229,24 @@ async def test_a_listener_that_cannot_connect_logs_it_and_keeps_trying(
     down = [r for r in caplog.records if getattr(r, "event", None) == "cache_listener_down"]
     assert len(down) == 1  # once per outage, not once per attempt
     assert calls == []  # never up, so never down either
+
+
+async def test_publish_answers_once_its_own_listener_heard_the_change(pg_url: str) -> None:
+    """PostgreSQL signals every listening session at commit: when the publishing process's
+    own listener has heard it, so have the others' (modulo their scheduling). The answer
+    waits for that, so a client reading elsewhere next does not race the notification."""
+    app = create_app(make_settings(pg_url))
+    headers = auth_headers(f"t-{uuid.uuid4().hex[:12]}")
+    async with LifespanManager(app):
+        await _wait(lambda: app.state.listener.live, "the listener")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            epoch = cache.VERSIONS.stamp()
+            r = await c.post("/v1/policies", headers=headers, json=spotrak_body())
+            assert r.status_code == 201, r.text
+            assert cache.VERSIONS.stamp() >= epoch + 2  # its own invalidation, then heard
+            epoch = cache.VERSIONS.stamp()
+            r = await c.put("/v1/policies/spotrak", headers=headers, json=spotrak_body())
+            assert r.status_code == 201, r.text
+            assert cache.VERSIONS.stamp() >= epoch + 2
+    assert cache._ECHOES == {}
