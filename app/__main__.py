@@ -87,7 +87,10 @@ async def rotate_secrets_key(settings: Settings, batch: int) -> int:
         )
     keyring = load_keyring(settings)
     engine = create_engine(
-        settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+        settings.database_url,
+        settings.db_pool_size,
+        settings.statement_timeout_ms,
+        settings.db_pooler,
     )
     try:
         stats = await rekey(create_sessionmaker(engine), keyring, utc_now(), batch)
