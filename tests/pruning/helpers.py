@@ -3,14 +3,17 @@ database per backend: each test looks at its own tenant only)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
+from app.audit.models import AuditEntry
 from app.core.config import Settings
 from app.pruning import jobs
 
@@ -34,11 +37,21 @@ async def prune(
     return total
 
 
-async def seal(app: FastAPI, at: datetime) -> None:
+async def seal(app: FastAPI, at: datetime, patience: float = 60.0) -> None:
+    """Seal until no entry of the database is left unsealed. On PostgreSQL an entry is sealed
+    only once every older transaction on the whole server has ended (other test runs share
+    it), so keep trying for a while instead of stopping at the first short batch."""
+    deadline = asyncio.get_running_loop().time() + patience
     while True:
         async with app.state.sessionmaker() as session:
-            if await chain.seal(session, at) < chain.SEAL_BATCH:
-                return
+            if await chain.seal(session, at) == chain.SEAL_BATCH:
+                continue
+            left = await session.scalar(
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.digest.is_(None))
+            )
+        if not left or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def pruned_entries(
