@@ -340,7 +340,7 @@ class BreachService:
                 _change(changes, field, None, getattr(incident, field))
             self._event(incident, who, now, "created", changes, None)
             facts = incident_facts(incident)
-            emit(self.session, who.tenant, "breach.created", facts, now)
+            await emit(self.session, who.tenant, "breach.created", facts, now)
             self._audit(who, incident, "breach.created", facts, now)
             await self.session.flush()
             read = await self._read(incident, now)

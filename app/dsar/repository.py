@@ -137,7 +137,7 @@ class DsarRepository:
         if not is_postgres(self.session):
             self.session.add(DsarTicket(**ticket.columns()))
             self.session.add(DsarEvent(**event))
-            outbox.emit(self.session, ticket.tenant, "dsar.created", facts, event["at"])
+            await outbox.emit(self.session, ticket.tenant, "dsar.created", facts, event["at"])
             trail.record(
                 self.session,
                 tenant=ticket.tenant,

@@ -406,7 +406,7 @@ class DsarService:
         self._event(ticket, who, now, "status_changed", current, body.to, body.reason, data)
         await self.session.flush()  # bumps `version`, which the event carries
         changed = {**ticket_facts(ticket), "from": current.value, "to": body.to.value}
-        emit(self.session, who.tenant, "dsar.status_changed", changed, now)
+        await emit(self.session, who.tenant, "dsar.status_changed", changed, now)
         self._audit(who, ticket, "dsar.status_changed", changed, now)
         read = await self.read_with_tasks(ticket)
         await self.uow.commit()

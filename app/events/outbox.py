@@ -2,8 +2,9 @@
 exists exactly when the change that caused it was committed. Nothing is sent from a request;
 the worker fans events out to the subscriptions and delivers them.
 
-The outbox row is written here only: `row` (its column values), `emit`/`emit_many` (the ORM
-and bulk forms) and `insert_cte` (the part of a one-statement write on PostgreSQL)."""
+The outbox row is written here only: `row` (its column values), `emit_many` (the rows in one
+INSERT; `emit` is the same with one row) and `insert_cte` (the part of a one-statement write on
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # Sent only by POST /v1/webhooks/{id}/ping, to that one subscription.
 PING = "webhook.ping"
 # A push system's job (DESIGN §13): addressed to that system only, never fanned out.
-TASK_JOB = "task.created"
+TASK_JOB: EventType = "task.created"
 # A receiver answered 410 Gone and its subscription (or a push system's job endpoint) was
 # disabled; fanned out to the tenant's other subscriptions that asked for it.
 WEBHOOK_DISABLED: Final = "webhook.disabled"
@@ -45,24 +46,44 @@ WEBHOOK_DISABLED: Final = "webhook.disabled"
 COLUMNS = ("tenant", "type", "data", "created_at")
 
 
-def row(tenant: str, type: EventType, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+def row(
+    tenant: str,
+    type: EventType,
+    data: dict[str, Any],
+    at: datetime,
+    *,
+    dispatched_at: datetime | None = None,
+) -> dict[str, Any]:
     """One event's column values. `data` carries ids, dates and states, and what a receiver
     needs to act (`consent.changed` names the subject and purpose); never an e-mail or free
-    text. Subject erasure rewrites a subject id found here to its pseudonym."""
-    return {"tenant": tenant, "type": type, "data": data, "created_at": at}
+    text. Subject erasure rewrites a subject id found here to its pseudonym. `dispatched_at`
+    marks an event whose one delivery the writer adds itself (a push system's job): the
+    worker's fan-out to the webhooks then leaves it alone."""
+    return {
+        "tenant": tenant,
+        "type": type,
+        "data": data,
+        "created_at": at,
+        "dispatched_at": dispatched_at,
+    }
 
 
-def emit(
+async def emit(
     session: AsyncSession, tenant: str, type: EventType, data: dict[str, Any], at: datetime
 ) -> None:
-    """Add the event to the caller's transaction."""
-    session.add(OutboxEvent(**row(tenant, type, data, at)))
+    """One event in the caller's transaction (`emit_many` with one row)."""
+    await emit_many(session, [row(tenant, type, data, at)])
 
 
-async def emit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Events built by `row`, in one multi-row INSERT (in that order)."""
-    if rows:
-        await session.execute(insert(OutboxEvent).values(list(rows)))
+async def emit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Events built by `row`, in the caller's transaction, in one INSERT (however many
+    rows: one round trip); their ids, in the order of `rows`."""
+    if not rows:
+        return []
+    result = await session.execute(
+        insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), list(rows)
+    )
+    return list(result.scalars())
 
 
 def insert_cte(

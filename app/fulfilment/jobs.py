@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import is_postgres, take_write_lock
-from app.events.outbox import TASK_JOB, emit
+from app.events import outbox
+from app.events.outbox import TASK_JOB
 from app.fulfilment.fanout import job_body, task_facts
 from app.fulfilment.models import OPEN_TASK_STATUSES, FulfilmentTask, TaskStatus
 from app.fulfilment.service import reopen, send_job_again
@@ -105,8 +106,9 @@ async def overdue(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
             .execution_options(synchronize_session=False, populate_existing=True)
         )
     ).all()
-    for task in tasks:
-        emit(session, task.tenant, "task.overdue", task_facts(task), now)
+    await outbox.emit_many(
+        session, [outbox.row(t.tenant, "task.overdue", task_facts(t), now) for t in tasks]
+    )
     await session.commit()
     return len(tasks)
 

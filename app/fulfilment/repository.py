@@ -115,38 +115,28 @@ class FulfilmentRepository:
         )
         return (await self.session.scalars(stmt)).all()
 
-    async def summaries(
-        self, tenant: str, dsar_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, dict[str, int]]:
-        """{ticket: {status: count}} for the tickets given, in one grouped query."""
-        out: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    async def overview(
+        self, tenant: str, dsar_ids: Sequence[uuid.UUID], now: datetime
+    ) -> tuple[dict[uuid.UUID, dict[str, int]], set[uuid.UUID]]:
+        """{ticket: {status: count}} for the tickets given, and which of them have a late open
+        task, in one grouped query."""
+        counts: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+        late: set[uuid.UUID] = set()
         if not dsar_ids:
-            return out
+            return counts, late
+        overdue = func.count().filter(late_filter(now))
         rows = await self.session.execute(
-            select(FulfilmentTask.dsar_id, FulfilmentTask.status, func.count())
+            select(FulfilmentTask.dsar_id, FulfilmentTask.status, func.count(), overdue)
             .where(FulfilmentTask.tenant == tenant, FulfilmentTask.dsar_id.in_(list(dsar_ids)))
             .group_by(FulfilmentTask.dsar_id, FulfilmentTask.status)
         )
-        for dsar_id, status, n in rows:
-            if dsar_id is not None:
-                out[dsar_id][TaskStatus(status).value] = int(n)
-        return out
-
-    async def late_tickets(
-        self, tenant: str, dsar_ids: Sequence[uuid.UUID], now: datetime
-    ) -> set[uuid.UUID]:
-        if not dsar_ids:
-            return set()
-        rows = await self.session.scalars(
-            select(FulfilmentTask.dsar_id)
-            .where(
-                FulfilmentTask.tenant == tenant,
-                FulfilmentTask.dsar_id.in_(list(dsar_ids)),
-                late_filter(now),
-            )
-            .distinct()
-        )
-        return {i for i in rows if i is not None}
+        for dsar_id, status, n, n_late in rows:
+            if dsar_id is None:
+                continue
+            counts[dsar_id][TaskStatus(status).value] = int(n)
+            if n_late:
+                late.add(dsar_id)
+        return counts, late
 
     async def claim(
         self, tenant: str, system: str, now: datetime, lease: timedelta, limit: int

@@ -462,10 +462,13 @@ class FulfilmentService:
                 )
             )
         ).all()
-        jobs = [j for t in tasks if (j := fanout.add_job(self.session, system, t, now))]
-        if jobs:
-            await self.session.flush()
-            fanout.add_job_deliveries(self.session, jobs, now)
+        jobs = [
+            (job, system.subscription_id)
+            for t in tasks
+            if (job := fanout.job_row(system, t.tenant, t.id, now)) is not None
+            and system.subscription_id is not None
+        ]
+        await fanout.send_jobs(self.session, [], jobs, now)
 
     async def rotate_secret(self, who: Principal, key: str) -> SystemSecretRotated:
         now = self.clock()
@@ -680,7 +683,7 @@ class FulfilmentService:
             "has_data": task.data is not None,
         }
         self._audit(who, "task.reported", "fulfilment_task", task.id, facts, now)
-        emit(self.session, task.tenant, "task.reported", facts, now)
+        await emit(self.session, task.tenant, "task.reported", facts, now)
         if ticket is not None and pv is not None:
             await self._after_task_change(who, ticket, conf, pv, now)
         read = task_read(task, now)
@@ -711,7 +714,7 @@ class FulfilmentService:
         tasks = await self.repo.tasks_of(ticket.tenant, ticket.id)
         if not tasks or any(TaskStatus(t.status) not in DONE_TASK_STATUSES for t in tasks):
             return
-        emit(
+        await emit(
             self.session,
             ticket.tenant,
             "dsar.fulfilled",
@@ -743,7 +746,7 @@ class FulfilmentService:
             await fanout.on_closed(self.session, ticket, pv.resolved, who.sub, now)
             await self.session.flush()
             changed = {**ticket_facts(ticket), "from": current.value, "to": "completed"}
-            emit(self.session, ticket.tenant, "dsar.status_changed", changed, now)
+            await emit(self.session, ticket.tenant, "dsar.status_changed", changed, now)
             self._audit(who, "dsar.status_changed", "dsar_ticket", ticket.id, changed, now)
 
     # ---- tasks: the operator's levers --------------------------------------------------
@@ -762,7 +765,7 @@ class FulfilmentService:
         await self.session.flush()
         facts = task_facts(task)
         self._audit(who, "task.waived", "fulfilment_task", task.id, facts, now)
-        emit(self.session, task.tenant, "task.reported", facts, now)
+        await emit(self.session, task.tenant, "task.reported", facts, now)
         if ticket is not None:
             pv = await self._policy_version(ticket)
             await self._after_task_change(who, ticket, rules.settings(pv.resolved), pv, now)
@@ -904,7 +907,7 @@ async def send_job_again(session: AsyncSession, task: FulfilmentTask, now: datet
     system = await session.get(FulfilmentSystem, task.system_id)
     if system is None:
         return
-    job = fanout.add_job(session, system, task, now)
+    job = fanout.job_row(system, task.tenant, task.id, now)
     if job is not None:
-        await session.flush()
-        fanout.add_job_deliveries(session, [job], now)
+        assert system.subscription_id is not None
+        await fanout.send_jobs(session, [], [(job, system.subscription_id)], now)

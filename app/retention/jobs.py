@@ -32,8 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import trail
 from app.core.db import is_postgres, take_write_lock
 from app.core.ids import new_id
-from app.events.models import OutboxEvent
-from app.events.outbox import emit, iso
+from app.events import outbox
+from app.events.outbox import iso
 from app.fulfilment import fanout
 from app.fulfilment.models import (
     RETENTION_ERASURE,
@@ -117,17 +117,20 @@ async def _send(
     created: Sequence[tuple[FulfilmentSystem, FulfilmentTask]],
     now: datetime,
 ) -> None:
-    """`task.created` for each new task, and a push system's job for each runnable one."""
-    jobs: list[tuple[OutboxEvent, uuid.UUID]] = []
+    """`task.created` for each new task, and a push system's job for each runnable one (the
+    events and jobs in one INSERT, the jobs' deliveries in another: `fanout.send_jobs`)."""
+    events = [
+        outbox.row(task.tenant, "task.created", fanout.task_facts(task), now)
+        for _, task in created
+    ]
+    jobs: list[tuple[dict[str, Any], uuid.UUID]] = []
     for system, task in created:
-        emit(session, task.tenant, "task.created", fanout.task_facts(task), now)
         if task.status == TaskStatus.pending:
-            job = fanout.add_job(session, system, task, now)
+            job = fanout.job_row(system, task.tenant, task.id, now)
             if job is not None:
-                jobs.append(job)
-    if jobs:
-        await session.flush()
-        fanout.add_job_deliveries(session, jobs, now)
+                assert system.subscription_id is not None
+                jobs.append((job, system.subscription_id))
+    await fanout.send_jobs(session, events, jobs, now)
 
 
 # ---- sweeps ------------------------------------------------------------------------------

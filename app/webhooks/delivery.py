@@ -402,7 +402,7 @@ async def disable(session: AsyncSession, subscription_ids: list[uuid.UUID], now:
             "status_code": GONE,
             "disabled_at": iso(now),
         }
-        emit(session, tenant, WEBHOOK_DISABLED, data, now)
+        await emit(session, tenant, WEBHOOK_DISABLED, data, now)
         trail.record(
             session,
             tenant=tenant,
