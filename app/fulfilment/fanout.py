@@ -16,9 +16,9 @@ import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
@@ -41,6 +41,10 @@ from app.retention import holds as legal_holds
 from app.rules.explain import Step
 from app.rules.fulfilment import purge_after, task_due
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
+
+# Rows written as column values (`create_tasks`, `send_jobs`): the tables' INSERT.
+_TASK = cast(Table, FulfilmentTask.__table__)
+_DELIVERY = cast(Table, WebhookDelivery.__table__)
 
 
 class DsarTasksOpen(Conflict):
@@ -190,7 +194,7 @@ async def send_jobs(
         }
         for (job, subscription_id), event_id in zip(jobs, ids[len(events) :], strict=True)
     ]
-    await session.execute(insert(WebhookDelivery), deliveries)
+    await session.execute(insert(_DELIVERY), deliveries)
 
 
 async def create_tasks(
@@ -286,7 +290,7 @@ async def create_tasks(
         if job is not None:
             assert system.subscription_id is not None
             jobs.append((job, system.subscription_id))
-    await session.execute(insert(FulfilmentTask), tasks)
+    await session.execute(insert(_TASK), tasks)
     await send_jobs(session, events, jobs, now)
     trail.record(
         session,
