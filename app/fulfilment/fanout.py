@@ -13,6 +13,7 @@ Imports only models and the rules, so that app.dsar.service can call it without 
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -39,7 +40,7 @@ from app.fulfilment.repository import FulfilmentRepository
 from app.fulfilment.schemas import TaskExport, TaskRead, TasksSummary, TaskSubject
 from app.retention import holds as legal_holds
 from app.rules.explain import Step
-from app.rules.fulfilment import purge_after, task_due
+from app.rules.fulfilment import TaskDue, purge_after, task_due
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
 
 # Rows written as column values (`create_tasks`, `send_jobs`): the tables' INSERT.
@@ -233,13 +234,17 @@ async def create_tasks(
         if ticket.type == "erasure"
         else []
     )
+    dues: dict[str, TaskDue] = {}  # systems with the same service level share a due instant
     for system in systems:
-        due = task_due(
-            resolved,
-            ticket_due_at=ticket.due_at,
-            clock_started_at=ticket.clock_started_at,
-            task_within=system.task_within,
-        )
+        level = json.dumps(system.task_within, sort_keys=True)
+        due = dues.get(level)
+        if due is None:
+            due = dues[level] = task_due(
+                resolved,
+                ticket_due_at=ticket.due_at,
+                clock_started_at=ticket.clock_started_at,
+                task_within=system.task_within,
+            )
         task_id = new_id()
         task: dict[str, Any] = {
             "id": task_id,
