@@ -88,6 +88,12 @@ def sign_link(key: str, tenant: str, dsar_id: uuid.UUID, expires_at: datetime) -
     return f"{_b64(payload)}.{_b64(mac)}"
 
 
+def link_digest(token: str) -> str:
+    """What the audit log keeps of a link (never the token, which opens the package): its
+    SHA-256, the same in the entry that made it and in each entry that opened it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def verify_link(key: str, token: str, now: datetime) -> LinkClaims:
     try:
         encoded, sig = token.split(".", 1)

@@ -274,7 +274,7 @@ async def open_dsar_package_link(
     token: Annotated[str, Path(max_length=512)], request: Request, service: ServiceDep
 ) -> HTMLResponse:
     claims = verify_link(link_key(request), token, request.app.state.clock())
-    package = await service.package(claims.tenant, claims.dsar_id)
+    package = await service.open_link(claims, token)
     return HTMLResponse(render_html(package), headers=PAGE_HEADERS)
 
 

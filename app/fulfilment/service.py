@@ -49,7 +49,7 @@ from app.fulfilment.models import (
     FulfilmentTask,
     TaskStatus,
 )
-from app.fulfilment.package import sign_link
+from app.fulfilment.package import LinkClaims, link_digest, sign_link
 from app.fulfilment.repository import FulfilmentRepository, late_filter
 from app.fulfilment.schemas import (
     DsarPackage,
@@ -80,6 +80,8 @@ from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 DATA_TYPES = frozenset({"access", "portability"})
 # The stored idempotent response of a creation that shows a secret once keeps it sealed.
 SEALED_RESPONSE_FIELDS = ("secret",)
+# The audit actor of a package link's opening: the link is the credential, there is no token.
+LINK_ACTOR = "package-link"
 
 
 class SystemNotFound(NotFound):
@@ -843,6 +845,28 @@ class FulfilmentService:
             ],
         )
 
+    async def open_link(self, claims: LinkClaims, token: str) -> DsarPackage:
+        """The package behind a valid link, and an audit entry saying it was opened: the
+        ticket, the link's expiry and digest (never the token), by no one in particular
+        (the link is the credential)."""
+        package = await self.package(claims.tenant, claims.dsar_id)
+        trail.record(
+            self.session,
+            tenant=claims.tenant,
+            actor=LINK_ACTOR,
+            action="dsar.package_link_opened",
+            object_type="dsar_ticket",
+            object_id=claims.dsar_id,
+            data={
+                "id": str(claims.dsar_id),
+                "expires_at": iso(claims.expires_at),
+                "link": link_digest(token),
+            },
+            at=package.generated_at,
+        )
+        await self.uow.commit()
+        return package
+
     async def create_link(
         self, who: Principal, dsar_id: uuid.UUID, span: timedelta, key: str, base_url: str
     ) -> PackageLinkRead:
@@ -858,7 +882,7 @@ class FulfilmentService:
             "dsar.package_link_created",
             "dsar_ticket",
             dsar_id,
-            {"id": str(dsar_id), "expires_at": iso(expires_at)},
+            {"id": str(dsar_id), "expires_at": iso(expires_at), "link": link_digest(token)},
             now,
         )
         link = PackageLinkRead(url=f"{base_url}/v1/package-links/{token}", expires_at=expires_at)

@@ -96,6 +96,22 @@ async def test_the_link_opens_without_a_token_then_expires_and_refuses_tampering
     assert "<script>" not in r.text
     assert r.headers["cache-control"] == "no-store"
     token = path.rsplit("/", 1)[1]
+    # each opening is audited: the ticket, the link's expiry and digest, never the token or
+    # the subject
+    await client.get(path)
+    r = await client.get("/v1/audit-events?limit=500", headers=auth)
+    opened = [e for e in r.json()["items"] if e["action"] == "dsar.package_link_opened"]
+    assert len(opened) == 2
+    assert opened[0]["actor"] == "package-link"
+    assert opened[0]["object_id"] == t["id"]
+    assert opened[0]["data"] == {
+        "id": t["id"],
+        "expires_at": link["expires_at"],
+        "link": made["data"]["link"],
+    }
+    assert len(made["data"]["link"]) == 64
+    assert token not in r.text
+    assert "person0" not in str([e["data"] for e in opened])
     payload, sig = token.split(".")
     for bad in (
         payload + "." + sig[:-2] + ("AA" if not sig.endswith("AA") else "BB"),
@@ -110,6 +126,9 @@ async def test_the_link_opens_without_a_token_then_expires_and_refuses_tampering
     r = await client.get(path)
     assert r.status_code == 410
     assert r.json()["code"] == "package_link_expired"
+    # refused links open nothing and record nothing
+    r = await client.get("/v1/audit-events?limit=500", headers=auth)
+    assert len([e for e in r.json()["items"] if e["action"] == "dsar.package_link_opened"]) == 2
     for expires_in in (
         {"value": 31, "unit": "days"},
         {"value": 30, "unit": "minutes"},
