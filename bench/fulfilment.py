@@ -163,9 +163,22 @@ async def transition_cost(
     }
 
 
-async def seed_tasks(dsn: str, tasks: int, now: datetime) -> list[uuid.UUID]:
-    """100,000 tickets x 10 systems (or tasks/10 tickets); a fifth of the tasks pending."""
+def v7(ms: int, seq: int) -> uuid.UUID:
+    """A UUIDv7 for the instant `ms`, as app/core/ids.py makes them."""
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    return uuid.UUID(int=ms << 80 | 0x7 << 76 | (seq & 0xFFF) << 64 | 0b10 << 62 | rand)
+
+
+async def seed_tasks(dsn: str, tasks: int, now: datetime, shape: str) -> list[uuid.UUID]:
+    """100,000 tickets x 10 systems (or tasks/10 tickets); a fifth of the tasks pending, spread
+    over the whole history. `ordered` writes what the service writes: tickets arriving one
+    after another over 100 days, each ticket's ten tasks created together, ids UUIDv7 of
+    their creation instant, a pending task claimable since its creation. `random` is this
+    script's first seed: random UUIDv4 ids and one instant for all 1,000,000 tasks (which
+    the service never writes: every claimed row then sits on its own page of each index)."""
     tickets = tasks // 10
+    span = timedelta(days=100)
+    id_at = COLUMNS.index("id")
     conn = await asyncpg.connect(dsn)
     try:
         systems = []
@@ -179,29 +192,37 @@ async def seed_tasks(dsn: str, tasks: int, now: datetime) -> list[uuid.UUID]:
                 " NULL, NULL, true, $3, $3, 1)",
                 sid,
                 f"seed-{i}",
-                now,
+                now - span,
             )
         chunk = 20_000
         subject = json.dumps({"id": "seed", "email": None, "name": None})
         for start in range(0, tickets, chunk):
             rows = ticket_rows(start, min(chunk, tickets - start), now)
-            await conn.copy_records_to_table("dsar_ticket", records=rows, columns=COLUMNS)
             task_rows = []
-            for row in rows:
+            for n, row in enumerate(rows):
+                if shape == "ordered":
+                    at = now - span + span * (start + n) / tickets
+                    ms = int(at.timestamp() * 1000)
+                    row = (v7(ms, 0), *row[id_at + 1 :])
+                    rows[n] = row
+                    ids = [v7(ms, 1 + k) for k in range(len(systems))]
+                else:
+                    at = now - timedelta(minutes=1)
+                    ids = [uuid.uuid4() for _ in systems]
                 for k, sid in enumerate(systems):
                     pending = (hash((row[0], k)) % 5) == 0
                     task_rows.append((
-                        uuid.uuid4(), "bench", row[0], sid, f"seed-{k}", "access", subject,
+                        ids[k], "bench", row[0], sid, f"seed-{k}", "access", subject,
                         "pending" if pending else "completed", now + timedelta(days=20), "[]",
-                        now - timedelta(minutes=1), None, 0 if pending else 1, False,
+                        at, None, 0 if pending else 1, False,
                         None if pending else 1, None, None, None, None,
-                        None if pending else now, None, None, None, now, now, 1,
+                        None if pending else now, None, None, None, at, at, 1,
                     ))  # fmt: skip
+            await conn.copy_records_to_table("dsar_ticket", records=rows, columns=COLUMNS)
             await conn.copy_records_to_table(
                 "fulfilment_task", records=task_rows, columns=TASK_COLUMNS
             )
             log(f"  seeded {start + len(rows):,} tickets, {(start + len(rows)) * 10:,} tasks")
-        await conn.execute("ANALYZE fulfilment_task")
         await conn.execute("ANALYZE dsar_ticket")
         return systems
     finally:
@@ -214,16 +235,16 @@ def service(app: Any, session: Any) -> FulfilmentService:
     return FulfilmentService(UnitOfWork(session, app.state.raw_pool), app.state.clock, config)
 
 
-async def reset_leases(dsn: str, seeded_at: datetime) -> None:
-    """A reused database: the seeded tasks an earlier run leased are pending again, and the
-    table is vacuumed so that every run starts from the same state."""
+async def reset_leases(dsn: str) -> None:
+    """The seeded tasks an earlier run leased (a reused database) are pending again, and the
+    table is vacuumed (visibility map, statistics) so that every run starts from the same
+    state."""
     conn = await asyncpg.connect(dsn)
     try:
         n = await conn.execute(
             "UPDATE fulfilment_task SET status = 'pending', lease_until = NULL,"
-            " available_at = $1, version = 1 WHERE tenant = 'bench' AND status = 'in_progress'"
-            " AND system_key LIKE 'seed-%'",
-            seeded_at,
+            " available_at = created_at, version = 1 WHERE tenant = 'bench'"
+            " AND status = 'in_progress' AND system_key LIKE 'seed-%'"
         )
         log(f"  leases reset: {n}")
         await conn.execute("VACUUM ANALYZE fulfilment_task")
@@ -488,6 +509,7 @@ async def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--per-round", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--seed", choices=("ordered", "random"), default="ordered")
     parser.add_argument("--database", help="reuse this database (created and seeded if absent)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     args = parser.parse_args()
@@ -520,18 +542,17 @@ async def main() -> int:
             if parts & {"claim", "drain"}:
                 conn = await asyncpg.connect(dsn)
                 try:
-                    seeded_at = await conn.fetchval(
-                        "SELECT min(available_at) FROM fulfilment_task WHERE tenant = 'bench'"
+                    seeded = await conn.fetchval(
+                        "SELECT count(*) FROM fulfilment_system WHERE tenant = 'bench'"
                     )
                 finally:
                     await conn.close()
-                if seeded_at is None:
-                    log(f"2. seeding {args.tasks:,} tasks")
+                if not seeded:
+                    log(f"2. seeding {args.tasks:,} tasks ({args.seed})")
                     t0 = time.perf_counter()
-                    await seed_tasks(dsn, args.tasks, now)
+                    await seed_tasks(dsn, args.tasks, now, args.seed)
                     log(f"  seeded in {time.perf_counter() - t0:.0f} s")
-                    seeded_at = now - timedelta(minutes=1)
-                await reset_leases(dsn, seeded_at)
+                await reset_leases(dsn)
             if "claim" in parts:
                 log(f"2. claim, {args.claimers} claimers ({args.claim_mode})")
                 if args.claim_mode == "server":
