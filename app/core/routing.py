@@ -10,7 +10,8 @@ Hot routes.
 FastAPI resolves every route's dependencies and parameters through a generic solver on each
 request, after several layers of middleware, exception wrapping and route matching; on the
 three hottest routes (record a consent event, read the current consent state, open a DSAR)
-that machinery was most of the request's CPU, more than the database round trip.
+that machinery was most of the request's CPU, more than the database round trip; a pull
+system's claim, which its workers call in a loop, is marked too.
 
 An endpoint marked `@hot` (on a router whose `route_class` is `AppRoute`) is also served by
 `HotPaths`, an ASGI layer just inside the request-context middleware (request ids, access

@@ -15,7 +15,7 @@ from app.core.errors import ServiceUnavailable, Unprocessable
 from app.core.idempotency import IdempotencyKeyHeader
 from app.core.openapi import created, problems
 from app.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery
-from app.core.routing import AppRoute
+from app.core.routing import AppRoute, hot
 from app.core.security import TASKS_WORK, Principal, dev_secret
 from app.fulfilment.models import TaskStatus
 from app.fulfilment.package import PAGE_HEADERS, render_html, verify_link
@@ -323,6 +323,7 @@ async def list_tasks(
     "out makes the task claimable again. Two claimers never hold one task.",
     responses=problems(404),
 )
+@hot  # a pull system's worker calls it in a loop
 async def claim_tasks(body: TaskClaimIn, service: ServiceDep, who: TasksWorkScope) -> TaskClaimed:
     return TaskClaimed(items=await service.claim(who, body))
 

@@ -23,6 +23,7 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from tests.conftest import MutableClock, auth_headers, make_settings, token_for
 from tests.consent.helpers import NOW, POLICY_AT, consent_policy, event
+from tests.fulfilment.helpers import system_auth
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -102,13 +103,16 @@ class Tenants:
         *,
         scopes: tuple[str, ...] | None = None,
         token: bool = True,
+        system: str | None = None,
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         answers = []
         for client, tenant in zip(self.pair, self.tenants, strict=True):
             h: dict[str, str] = {}
-            if token:
+            if system is not None:
+                h = system_auth(tenant, system)
+            elif token:
                 h = auth_headers(tenant) if scopes is None else auth_headers(tenant, scopes)
             h.update(headers or {})
             r = await client.request(method, path, headers=h, **kwargs)
@@ -218,6 +222,49 @@ async def test_opening_a_dsar_answers_alike(tenants: Tenants, case: str) -> None
     kwargs = dict(DSAR_CASES)[case]
     fast, declared = await tenants.both("POST", "/v1/dsars", **kwargs)
     assert fast == declared
+
+
+CLAIM_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("claim", {"json": {"limit": 10, "lease_seconds": 60}, "system": "crm"}),
+    ("defaults", {"json": {}, "system": "crm"}),
+    ("limit too high", {"json": {"limit": 101}, "system": "crm"}),
+    ("lease too short", {"json": {"lease_seconds": 5}, "system": "crm"}),
+    ("unknown system", {"json": {"limit": 1}, "system": "nope"}),
+    ("operator token", {"json": {"limit": 1}}),
+    ("no token", {"json": {"limit": 1}, "token": False}),
+]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in CLAIM_CASES])
+async def test_claiming_tasks_answers_alike(
+    tenants: Tenants, case: str, solver_calls: list[int]
+) -> None:
+    kwargs = dict(CLAIM_CASES)[case]
+    system = {"key": "crm", "name": "CRM", "handles": ["access"], "delivery": {"mode": "pull"}}
+    assert {a["status"] for a in await tenants.both("POST", "/v1/systems", json=system)} == {201}
+    for _ in range(2):
+        opened = await tenants.both("POST", "/v1/dsars", json=dsar())
+        assert {a["status"] for a in opened} == {201}
+    for client, tenant in zip(tenants.pair, tenants.tenants, strict=True):
+        h = auth_headers(tenant)
+        for t in (await client.get("/v1/dsars", headers=h)).json()["items"]:
+            r = await client.post(
+                f"/v1/dsars/{t['id']}/transitions", headers=h, json={"to": "in_progress"}
+            )
+            assert r.status_code == 200, r.text
+    for n in range(2):  # the second finds nothing left to lease (or refuses alike)
+        fast, declared = await tenants.both("POST", "/v1/tasks/claim", **kwargs)
+        assert fast == declared
+        if case == "claim" and n == 0:
+            assert fast["body"].count('"status":"in_progress"') == 2
+    if case == "claim":  # the pull systems' loop is served by the binder, not the solver
+        before = solver_calls[0]
+        fast_client, tenant = tenants.pair[0], tenants.tenants[0]
+        r = await fast_client.post(
+            "/v1/tasks/claim", headers=system_auth(tenant, "crm"), json={"limit": 1}
+        )
+        assert r.status_code == 200
+        assert solver_calls[0] == before
 
 
 async def test_the_binder_takes_what_it_binds_and_leaves_the_rest(
