@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from app.core.db import is_postgres, take_write_lock
 from app.core.uow import UnitOfWork
@@ -167,14 +169,8 @@ class FulfilmentRepository:
     ) -> list[dict[str, Any]]:
         """The same claim as one SQL statement (PostgreSQL): alone on the bare pool when the
         unit has written nothing, its own transaction (the pull systems' hot path)."""
-        params = {
-            "c_tenant": tenant,
-            "c_system": system,
-            "c_now": now,
-            "c_limit": limit,
-            "c_until": now + lease,
-        }
-        rows = await uow.execute_alone(_CLAIM_RAW, params)
+        params = {"c_tenant": tenant, "c_system": system, "c_now": now, "c_until": now + lease}
+        rows = await uow.execute_alone(claim_statement(limit), params)
         return [dict(r._mapping) if hasattr(r, "_mapping") else dict(r) for r in rows]
 
     async def open_tasks_for_dsar(
@@ -235,8 +231,18 @@ def _claim_statement() -> Any:
 
 _CLAIM = _claim_statement()
 
-_CLAIM_RAW = text(
-    """
+
+@functools.lru_cache(maxsize=100)
+def claim_statement(limit: int) -> TextClause:
+    """The claim in SQL, one statement per limit (1 to 100, validated by the schema). The
+    limit is written into it: with `LIMIT $n` PostgreSQL cannot cost a generic plan below a
+    custom one and plans every claim anew (0.5 ms on 1,000,000 tasks, a third of the
+    statement); with a literal it keeps the generic plan after the fifth execution on a
+    connection (asyncpg prepares and caches the statement)."""
+    if not 1 <= limit <= 100:
+        raise ValueError(f"claim limit out of range: {limit}")
+    return text(
+        f"""
     UPDATE fulfilment_task
        SET status = 'in_progress', lease_until = :c_until, available_at = :c_until,
            updated_at = :c_now, version = version + 1
@@ -247,14 +253,14 @@ _CLAIM_RAW = text(
               AND status IN ('pending', 'in_progress')
               AND available_at <= :c_now
             ORDER BY available_at
-            LIMIT :c_limit
+            LIMIT {int(limit)}
               FOR UPDATE SKIP LOCKED)
     RETURNING id, dsar_id, system_key, type, subject, status, due_at, explanation, attempts,
               lease_until, records_affected, reason, proof, result_digest,
               (data IS NOT NULL AND data <> 'null'::jsonb) AS has_data, reported_at,
               created_at, updated_at, version, category, retention, held_by
-    """
-)
+    """  # the limit is an int in 1..100: nothing else is formatted in
+    )
 
 
 def open_filter() -> ColumnElement[bool]:
