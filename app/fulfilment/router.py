@@ -36,6 +36,7 @@ from app.fulfilment.schemas import (
     TaskList,
     TaskRead,
     TaskResultIn,
+    TaskType,
     TaskWaiveIn,
 )
 from app.fulfilment.service import FulfilmentConfig, FulfilmentService
@@ -298,12 +299,16 @@ async def list_tasks(
     system: Annotated[str | None, Query(pattern=SYSTEM_KEY_PATTERN, max_length=64)] = None,
     dsar_id: uuid.UUID | None = None,
     overdue: bool | None = None,
+    type: Annotated[
+        TaskType | None, Query(description="A request type, retention_sweep or retention_erasure")
+    ] = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> TaskList:
     items, nxt = await service.list_tasks(
         who,
         status=status,
+        type=type,
         system=system,
         dsar_id=dsar_id,
         overdue=overdue,

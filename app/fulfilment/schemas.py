@@ -185,6 +185,10 @@ class TaskSubject(BaseModel):
     name: str | None
 
 
+# What a task asks: a request type (the ticket's), or one of retention's two (DESIGN §14).
+TaskType = Literal[Right, "retention_sweep", "retention_erasure"]
+
+
 class TaskRead(BaseModel):
     id: uuid.UUID
     dsar_id: uuid.UUID | None = Field(

@@ -516,9 +516,12 @@ class FulfilmentService:
         overdue: bool | None,
         limit: int,
         cursor: str | None,
+        type: str | None = None,
     ) -> tuple[list[TaskRead], str | None]:
         now = self.clock()
         filters: list[ColumnElement[bool]] = []
+        if type is not None:
+            filters.append(FulfilmentTask.type == type)
         if who.system is not None:  # a system's token sees its own tasks only
             filters.append(FulfilmentTask.system_key == who.system)
         if system is not None:

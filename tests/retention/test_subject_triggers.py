@@ -71,6 +71,14 @@ async def test_an_account_closed_three_years_back_expires_into_one_task_per_syst
     erasures = await tasks(client, auth)
     erasures = [t for t in erasures if t["type"] == "retention_erasure"]
     assert sorted(t["system"] for t in erasures) == ["billing", "crm"]
+    # an operator lists one kind of task (the day's sweep of the logs is there too)
+    listed = await tasks(client, auth, type="retention_erasure")
+    assert sorted(t["id"] for t in listed) == sorted(t["id"] for t in erasures)
+    swept = await tasks(client, auth, type="retention_sweep")
+    assert [(t["system"], t["category"]) for t in swept] == [("logs", "technical_logs")]
+    assert await tasks(client, auth, type="erasure") == []
+    r = await client.get("/v1/tasks", headers=auth, params={"type": "shred"})
+    assert r.status_code == 422, r.text
     for t in erasures:
         assert (t["subject_id"], t["category"], t["then"]) == ("user-7", "business_data", "archive")
         assert t["subject"]["id"] == "user-7"
