@@ -104,7 +104,7 @@ def decode_key_cursor(cursor: str | None) -> str | None:
     return values[0]
 
 
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 def seek(

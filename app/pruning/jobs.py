@@ -121,6 +121,28 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
+async def _deleted(session: AsyncSession, model: Any, *where: Any) -> Counter[str]:
+    """Delete the rows of `model` matching `where`; how many went, per tenant."""
+    return Counter(
+        (
+            await session.scalars(
+                delete(model)
+                .where(*where)
+                .returning(model.tenant)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+    )
+
+
+def _by_tenant(rows: Sequence[Any]) -> dict[str, list[str]]:
+    """The ids of `rows` (each with `.tenant` and `.id`), per tenant."""
+    ids: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        ids[r.tenant].append(str(r.id))
+    return ids
+
+
 # ---- idempotency records ------------------------------------------------------------------
 
 
@@ -179,27 +201,11 @@ async def deliveries(session: AsyncSession, now: datetime, keep: timedelta, batc
     if not ids:
         await session.rollback()
         return 0
-    attempts = Counter(
-        (
-            await session.scalars(
-                delete(WebhookAttempt)
-                .where(WebhookAttempt.delivery_id.in_(ids))
-                .returning(WebhookAttempt.tenant)
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-    )
-    tenants = (
-        await session.scalars(
-            delete(d)
-            .where(d.id.in_(ids))
-            .returning(d.tenant)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
+    attempts = await _deleted(session, WebhookAttempt, WebhookAttempt.delivery_id.in_(ids))
+    counts = await _deleted(session, d, d.id.in_(ids))
     _audit(
         session,
-        Counter(tenants),
+        counts,
         kind="webhook_delivery",
         table=d.__tablename__,
         cutoff=cutoff,
@@ -208,7 +214,7 @@ async def deliveries(session: AsyncSession, now: datetime, keep: timedelta, batc
         more={"attempts": attempts},
     )
     await session.commit()
-    return len(tenants)
+    return counts.total()
 
 
 async def outbox_events(session: AsyncSession, now: datetime, keep: timedelta, batch: int) -> int:
@@ -229,17 +235,10 @@ async def outbox_events(session: AsyncSession, now: datetime, keep: timedelta, b
     if not ids:
         await session.rollback()
         return 0
-    tenants = (
-        await session.scalars(
-            delete(e)
-            .where(e.id.in_(ids))
-            .returning(e.tenant)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
+    counts = await _deleted(session, e, e.id.in_(ids))
     _audit(
         session,
-        Counter(tenants),
+        counts,
         kind="outbox_event",
         table=e.__tablename__,
         cutoff=cutoff,
@@ -247,7 +246,7 @@ async def outbox_events(session: AsyncSession, now: datetime, keep: timedelta, b
         rule=f"OUTBOX_KEEP_DAYS={keep.days}",
     )
     await session.commit()
-    return len(tenants)
+    return counts.total()
 
 
 # ---- task data ------------------------------------------------------------------------------
@@ -270,9 +269,7 @@ async def task_data(session: AsyncSession, now: datetime, batch: int) -> int:
             .execution_options(synchronize_session=False)
         )
     ).all()
-    ids: dict[str, list[str]] = defaultdict(list)
-    for tenant, task_id in rows:
-        ids[tenant].append(str(task_id))
+    ids = _by_tenant(rows)
     _audit(
         session,
         Counter({k: len(v) for k, v in ids.items()}),
@@ -352,9 +349,12 @@ async def _forget_recent(
 ) -> None:
     """A stored response naming a deleted object must not replay it: only an object created
     within the idempotency window can still have one (rare: a records period that short)."""
+    recent: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         if r.created_at > now - ttl:
-            await forget_where(session, r.tenant, IdempotencyRecord.location == f"{path}/{r.id}")
+            recent[r.tenant].append(f"{path}/{r.id}")
+    for tenant, locations in recent.items():
+        await forget_where(session, tenant, IdempotencyRecord.location.in_(locations))
 
 
 async def _forget_reminders(
@@ -374,6 +374,45 @@ async def _forget_reminders(
             )
             .execution_options(synchronize_session=False)
         )
+
+
+async def _delete_records(
+    session: AsyncSession,
+    rows: Sequence[Any],
+    model: Any,
+    *,
+    dependants: dict[str, tuple[Any, Any]],
+    reminders: Sequence[str],
+    path: str,
+    rule: str,
+    now: datetime,
+    idempotency_ttl: timedelta,
+) -> None:
+    """Delete the locked `rows` of `model` (tickets, incidents) with what hangs on them: the
+    `dependants` (name → (table, its column naming the record)), their reminders and a stored
+    response that would replay them; one audit entry per tenant; commit."""
+    ids = [r.id for r in rows]
+    gone = {
+        name: await _deleted(session, dep, col.in_(ids)) for name, (dep, col) in dependants.items()
+    }
+    await _forget_reminders(session, rows, reminders)
+    await _forget_recent(session, rows, now, idempotency_ttl, path)
+    await session.execute(
+        delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False)
+    )
+    by_tenant = _by_tenant(rows)
+    _audit(
+        session,
+        Counter({k: len(v) for k, v in by_tenant.items()}),
+        kind=model.__tablename__,
+        table=model.__tablename__,
+        cutoff=now,
+        now=now,
+        rule=rule,
+        ids=by_tenant,
+        more=gone,
+    )
+    await session.commit()
 
 
 async def tickets(
@@ -401,47 +440,20 @@ async def tickets(
     if not rows:
         await session.rollback()
         return 0
-    ids = [r.id for r in rows]
-    tasks = Counter(
-        (
-            await session.scalars(
-                delete(FulfilmentTask)
-                .where(FulfilmentTask.dsar_id.in_(ids))
-                .returning(FulfilmentTask.tenant)
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-    )
-    events = Counter(
-        (
-            await session.scalars(
-                delete(DsarEvent)
-                .where(DsarEvent.ticket_id.in_(ids))
-                .returning(DsarEvent.tenant)
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-    )
-    await _forget_reminders(session, rows, DSAR_REMINDERS)
-    await _forget_recent(session, rows, now, idempotency_ttl, "/v1/dsars")
-    await session.execute(
-        delete(t).where(t.id.in_(ids)).execution_options(synchronize_session=False)
-    )
-    by_tenant: dict[str, list[str]] = defaultdict(list)
-    for r in rows:
-        by_tenant[r.tenant].append(str(r.id))
-    _audit(
+    await _delete_records(
         session,
-        Counter({k: len(v) for k, v in by_tenant.items()}),
-        kind="dsar_ticket",
-        table=t.__tablename__,
-        cutoff=now,
-        now=now,
+        rows,
+        t,
+        dependants={
+            "events": (DsarEvent, DsarEvent.ticket_id),
+            "tasks": (FulfilmentTask, FulfilmentTask.dsar_id),
+        },
+        reminders=DSAR_REMINDERS,
+        path="/v1/dsars",
         rule="records.dsar_kept_for",
-        ids=by_tenant,
-        more={"events": events, "tasks": tasks},
+        now=now,
+        idempotency_ttl=idempotency_ttl,
     )
-    await session.commit()
     return len(rows)
 
 
@@ -468,47 +480,20 @@ async def incidents(
     if not rows:
         await session.rollback()
         return 0
-    ids = [r.id for r in rows]
-    notices = Counter(
-        (
-            await session.scalars(
-                delete(BreachNotification)
-                .where(BreachNotification.incident_id.in_(ids))
-                .returning(BreachNotification.tenant)
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-    )
-    history = Counter(
-        (
-            await session.scalars(
-                delete(BreachEvent)
-                .where(BreachEvent.incident_id.in_(ids))
-                .returning(BreachEvent.tenant)
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-    )
-    await _forget_reminders(session, rows, BREACH_REMINDERS)
-    await _forget_recent(session, rows, now, idempotency_ttl, "/v1/breaches")
-    await session.execute(
-        delete(b).where(b.id.in_(ids)).execution_options(synchronize_session=False)
-    )
-    by_tenant: dict[str, list[str]] = defaultdict(list)
-    for r in rows:
-        by_tenant[r.tenant].append(str(r.id))
-    _audit(
+    await _delete_records(
         session,
-        Counter({k: len(v) for k, v in by_tenant.items()}),
-        kind="breach_incident",
-        table=b.__tablename__,
-        cutoff=now,
-        now=now,
+        rows,
+        b,
+        dependants={
+            "notifications": (BreachNotification, BreachNotification.incident_id),
+            "events": (BreachEvent, BreachEvent.incident_id),
+        },
+        reminders=BREACH_REMINDERS,
+        path="/v1/breaches",
         rule="breach.records_kept_for",
-        ids=by_tenant,
-        more={"notifications": notices, "events": history},
+        now=now,
+        idempotency_ttl=idempotency_ttl,
     )
-    await session.commit()
     return len(rows)
 
 

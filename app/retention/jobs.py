@@ -42,7 +42,6 @@ from app.fulfilment.models import (
     FulfilmentTask,
     TaskStatus,
 )
-from app.fulfilment.service import send_job_again
 from app.policies.models import Policy, PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.retention import holds as legal_holds
@@ -492,6 +491,7 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
         )
     }
     released = 0
+    jobs: list[tuple[dict[str, Any], uuid.UUID]] = []
     for task in tasks:
         holds = holds_by_tenant.get(task.tenant, [])
         subject_id = (task.subject or {}).get("id")
@@ -512,8 +512,10 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
         step = Step("legal hold", None, "the legal hold ended: the task runs")
         task.explanation = [*task.explanation, step.to_dict()]
         released += 1
-        await session.flush()
-        await send_job_again(session, task, now)
+        system = systems.get(task.system_id)
+        job = fanout.job_row(system, task.tenant, task.id, now) if system is not None else None
+        if job is not None and system is not None and system.subscription_id is not None:
+            jobs.append((job, system.subscription_id))  # a push system gets its job again
         trail.record(
             session,
             tenant=task.tenant,
@@ -524,5 +526,6 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
             data={**fanout.task_facts(task), "held_by": list(task.held_by or [])},
             at=now,
         )
+    await fanout.send_jobs(session, [], jobs, now)
     await session.commit()
     return released

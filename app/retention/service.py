@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
@@ -25,7 +25,7 @@ from app.core.clock import Clock
 from app.core.errors import NotFound, Unprocessable
 from app.core.idempotency import as_sent, idempotent
 from app.core.ids import new_id
-from app.core.pagination import decode_keyset_cursor, keyset, page_of
+from app.core.pagination import decode_keyset_cursor, keyset, page_of, seek
 from app.core.security import Principal
 from app.core.uow import UnitOfWork
 from app.events.outbox import iso
@@ -171,15 +171,7 @@ class RetentionService:
             )
             .where(*filters)
         )
-        if after is not None:
-            at, sid = after
-            stmt = stmt.where(
-                or_(
-                    RetentionSweep.created_at > at,
-                    and_(RetentionSweep.created_at == at, RetentionSweep.id > sid),
-                )
-            )
-        stmt = stmt.order_by(RetentionSweep.created_at, RetentionSweep.id).limit(limit)
+        stmt = seek(stmt, RetentionSweep.created_at, RetentionSweep.id, after, limit)
         return [(s, t) for s, t in (await self.session.execute(stmt)).all()]
 
     @staticmethod
@@ -512,20 +504,10 @@ class RetentionService:
             stmt = stmt.where(~legal_holds.active(now))
         if subject_id is not None:
             stmt = stmt.where(LegalHold.subject_id == subject_id)
-        after = decode_keyset_cursor(cursor)
-        if after is not None:
-            at, hid = after
-            stmt = stmt.where(
-                or_(
-                    LegalHold.created_at > at,
-                    and_(LegalHold.created_at == at, LegalHold.id > hid),
-                )
-            )
-        rows = (
-            await self.session.scalars(
-                stmt.order_by(LegalHold.created_at, LegalHold.id).limit(limit + 1)
-            )
-        ).all()
+        stmt = seek(
+            stmt, LegalHold.created_at, LegalHold.id, decode_keyset_cursor(cursor), limit + 1
+        )
+        rows = (await self.session.scalars(stmt)).all()
         page, nxt = page_of(rows, limit, lambda h: keyset(h.created_at, h.id))
         return [hold_read(h, now) for h in page], nxt
 
