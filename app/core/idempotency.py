@@ -38,8 +38,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.clock import Clock, utc_now
 from app.core.db import Base, JSONType, UTCDateTime, is_postgres
 from app.core.db import insert_cte as insert_cte_sql
-from app.core.errors import Conflict, Unprocessable
-from app.core.secretbox import Keyring, is_sealed
+from app.core.errors import Conflict, ServiceUnavailable, Unprocessable
+from app.core.secretbox import Keyring, SecretUnreadable, is_sealed
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -234,6 +234,11 @@ def seal_fields(
     return out
 
 
+class StoredResponseUnreadable(ServiceUnavailable):
+    """A replay whose stored secret no key of the keyring opens: a configuration fault the
+    operator mends (the retired key back in SECRETS_KEY_OLD); never a 500."""
+
+
 def open_fields(
     body: Any, fields: tuple[str, ...], keyring: Keyring | None, context: str
 ) -> Any:
@@ -327,9 +332,16 @@ async def idempotent(
             if etag and isinstance(version, int):
                 # the first response's ETag: the version the stored body was answered with
                 headers["ETag"] = f'"{version}"'
-            body = open_fields(
-                found.response_body, sealed, keyring, record_context(tenant, operation, key)
-            )
+            try:
+                body = open_fields(
+                    found.response_body, sealed, keyring, record_context(tenant, operation, key)
+                )
+            except SecretUnreadable:
+                raise StoredResponseUnreadable(
+                    "The stored response to this Idempotency-Key holds a secret that no "
+                    "configured key opens (its key left SECRETS_KEY_OLD too early); put the "
+                    "retired key back in SECRETS_KEY_OLD"
+                ) from None
             state.replay = JSONResponse(body, found.status_code, headers=headers)
         yield state
     finally:

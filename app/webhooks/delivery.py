@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -134,7 +134,7 @@ class Claimed:
     url: str
     # The current secret first, then the previous one during a rotation's overlap; empty
     # when the keyring could not open them (the attempt then fails without sending).
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)  # never in a log line or a traceback
     event_type: str
     event_at: datetime
     data: dict[str, Any]

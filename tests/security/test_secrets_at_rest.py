@@ -207,6 +207,31 @@ async def _ping_verifies(url: str, settings: Settings, receiver: Receiver, secre
     assert got.verifies(secret)
 
 
+async def test_a_replay_whose_stored_secret_no_key_opens_is_a_503_and_writes_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], tenant: str, database_url: str
+) -> None:
+    body = {"url": "https://hooks.example.com/retired-key", "events": ["dsar.created"]}
+    headers = {**auth, "Idempotency-Key": f"retired-{tenant}"}
+    first = await client.post("/v1/webhooks", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    # the service restarted under a new key, the old one dropped from SECRETS_KEY_OLD too soon
+    application = create_app(
+        make_settings(database_url, secrets_key=NEW_KEY, secrets_key_old=""), clock=MutableClock()
+    )
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as other:
+            again = await other.post("/v1/webhooks", headers=headers, json=body)
+    assert again.status_code == 503, again.text
+    assert again.headers["content-type"] == "application/problem+json"
+    problem = again.json()
+    assert problem["code"] == "service_unavailable"
+    assert "SECRETS_KEY_OLD" in problem["detail"]
+    assert "whsec_" not in again.text
+    listed = (await client.get("/v1/webhooks", headers=auth)).json()["items"]
+    assert [w["id"] for w in listed] == [first.json()["id"]]  # nothing written by the replay
+
+
 async def test_migration_0013_encrypts_existing_secrets_and_rotation_reencrypts_them(
     fresh_url: str, backend: str
 ) -> None:
