@@ -41,7 +41,8 @@ from app.core.ids import new_id
 from app.core.instants import utc_text
 from app.core.secretbox import Keyring, SecretUnreadable
 from app.events.models import OutboxEvent
-from app.events.outbox import WEBHOOK_DISABLED, emit, iso
+from app.events.outbox import WEBHOOK_DISABLED, emit_many, iso
+from app.events.outbox import row as outbox_row
 from app.webhooks import signing
 from app.webhooks.models import (
     DeliveryStatus,
@@ -395,6 +396,7 @@ async def disable(session: AsyncSession, subscription_ids: list[uuid.UUID], now:
     if not newly:
         return
     await _stop(session, WebhookDelivery.subscription_id.in_([r[0] for r in newly]))
+    events: list[dict[str, Any]] = []
     for sub_id, tenant, url, system_key in newly:
         data: dict[str, Any] = {
             "webhook_id": str(sub_id),
@@ -402,7 +404,7 @@ async def disable(session: AsyncSession, subscription_ids: list[uuid.UUID], now:
             "status_code": GONE,
             "disabled_at": iso(now),
         }
-        await emit(session, tenant, WEBHOOK_DISABLED, data, now)
+        events.append(outbox_row(tenant, WEBHOOK_DISABLED, data, now))
         trail.record(
             session,
             tenant=tenant,
@@ -418,3 +420,4 @@ async def disable(session: AsyncSession, subscription_ids: list[uuid.UUID], now:
             "webhook receiver gone: subscription disabled",
             extra={"subscription_id": str(sub_id), "tenant": tenant, "system": system_key},
         )
+    await emit_many(session, events)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import is_postgres, take_write_lock
@@ -121,16 +121,7 @@ async def _responses(
             stats.unreadable.append(f"idempotency_record {rec.operation}")
             continue
         if new != body["secret"]:
-            await session.execute(
-                update(IdempotencyRecord)
-                .where(
-                    IdempotencyRecord.tenant == rec.tenant,
-                    IdempotencyRecord.operation == rec.operation,
-                    IdempotencyRecord.key == rec.key,
-                )
-                .values(response_body={**body, "secret": new})
-                .execution_options(synchronize_session=False)
-            )
+            rec.response_body = {**body, "secret": new}  # written with the batch's flush
             stats.responses += 1
     await session.commit()
     last = rows[-1] if len(rows) == batch else None
