@@ -259,6 +259,14 @@ def _lock_id(tenant: str, operation: str, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+# The responses whose fields are stored encrypted (a secret shown once): operation → fields.
+# `idempotent` seals and opens them; `python -m app rotate-secrets-key` re-seals them.
+SEALED_FIELDS: dict[str, tuple[str, ...]] = {
+    "createWebhook": ("secret",),
+    "createSystem": ("secret",),
+}
+
+
 @asynccontextmanager
 async def idempotent(
     session: AsyncSession,
@@ -268,13 +276,13 @@ async def idempotent(
     request: Callable[[], Any],
     *,
     etag: bool = False,
-    sealed: tuple[str, ...] = (),
     keyring: Keyring | None = None,
 ) -> AsyncIterator[Idempotent]:
     """`request()` gives the request as the key remembers it (JSON-able); it is built and
     hashed only when a key was sent. `etag`: the operation answers with the object's
     `ETag` (`"<version>"`), which a replay repeats from the stored body's `version`.
-    `sealed`: the response's fields stored encrypted under `keyring` (a secret shown once)."""
+    The operation's `SEALED_FIELDS` are stored encrypted under `keyring`."""
+    sealed = SEALED_FIELDS.get(operation, ())
     key = normalise_key(raw_key) if raw_key is not None else None
     if key is None:  # nothing to remember or replay
         yield Idempotent(session, tenant, operation, None, "")

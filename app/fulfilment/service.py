@@ -79,7 +79,6 @@ from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 
 DATA_TYPES = frozenset({"access", "portability"})
 # The stored idempotent response of a creation that shows a secret once keeps it sealed.
-SEALED_RESPONSE_FIELDS = ("secret",)
 # The audit actor of a package link's opening: the link is the credential, there is no token.
 LINK_ACTOR = "package-link"
 
@@ -308,7 +307,6 @@ class FulfilmentService:
             "createSystem",
             idempotency_key,
             lambda: as_sent(body),
-            sealed=SEALED_RESPONSE_FIELDS,
             keyring=self.config.keyring,
         ) as idem:
             if idem.replay is not None:

@@ -21,13 +21,11 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import is_postgres, take_write_lock
-from app.core.idempotency import IdempotencyRecord, record_context
+from app.core.idempotency import SEALED_FIELDS, IdempotencyRecord, record_context
 from app.core.secretbox import Keyring, SecretUnreadable, is_sealed
 from app.webhooks import signing
 from app.webhooks.models import WebhookSubscription
 
-# The operations whose stored response shows a signing secret once (its `secret` field).
-SEALED_OPERATIONS = ("createWebhook", "createSystem")
 BATCH = 500
 
 
@@ -101,7 +99,7 @@ async def _responses(
     pk = tuple_(IdempotencyRecord.tenant, IdempotencyRecord.operation, IdempotencyRecord.key)
     stmt = (
         select(IdempotencyRecord)
-        .where(IdempotencyRecord.operation.in_(SEALED_OPERATIONS))
+        .where(IdempotencyRecord.operation.in_(list(SEALED_FIELDS)))
         .order_by(IdempotencyRecord.tenant, IdempotencyRecord.operation, IdempotencyRecord.key)
         .limit(batch)
     )
@@ -112,16 +110,19 @@ async def _responses(
     rows = (await session.scalars(stmt)).all()
     for rec in rows:
         body = rec.response_body
-        if not isinstance(body, dict) or not isinstance(body.get("secret"), str):
+        if not isinstance(body, dict):
             continue
         context = record_context(rec.tenant, rec.operation, rec.key)
+        renewed = dict(body)
         try:
-            new = _renew(keyring, body["secret"], context)
+            for name in SEALED_FIELDS[rec.operation]:
+                if isinstance(body.get(name), str):
+                    renewed[name] = _renew(keyring, body[name], context)
         except SecretUnreadable:
             stats.unreadable.append(f"idempotency_record {rec.operation}")
             continue
-        if new != body["secret"]:
-            rec.response_body = {**body, "secret": new}  # written with the batch's flush
+        if renewed != body:
+            rec.response_body = renewed  # written with the batch's flush
             stats.responses += 1
     await session.commit()
     last = rows[-1] if len(rows) == batch else None

@@ -54,7 +54,6 @@ class WebhookDisabled(Conflict):
 
 
 # The stored idempotent response of a creation that shows a secret once keeps it sealed.
-SEALED_RESPONSE_FIELDS = ("secret",)
 
 
 def _location(webhook_id: uuid.UUID) -> str:
@@ -127,7 +126,6 @@ class WebhookService:
             "createWebhook",
             idempotency_key,
             lambda: as_sent(body),
-            sealed=SEALED_RESPONSE_FIELDS,
             keyring=self.keyring,
         ) as idem:
             if idem.replay is not None:
