@@ -43,16 +43,18 @@ async def run_worker(settings: Settings, once: bool) -> int:
     """The worker loop until SIGINT/SIGTERM (or one round with --once)."""
     from app.core import idempotency
     from app.core.clock import utc_now
-    from app.core.db import create_engine, create_sessionmaker
+    from app.core.db import create_engine, create_sessionmaker, verify_pooler_keeps_statements
     from app.core.logging import configure_logging
     from app.worker import Worker
 
     configure_logging(settings.log_level)
+    if settings.pooler == "pgbouncer-prepared":
+        await verify_pooler_keeps_statements(settings.database_url)
     engine = create_engine(
         settings.database_url,
         settings.db_pool_size,
         settings.statement_timeout_ms,
-        settings.db_pooler,
+        settings.pooler,
     )
     try:
         info = idempotency.session_info(settings.idempotency_ttl, utc_now)
@@ -90,7 +92,7 @@ async def rotate_secrets_key(settings: Settings, batch: int) -> int:
         settings.database_url,
         settings.db_pool_size,
         settings.statement_timeout_ms,
-        settings.db_pooler,
+        settings.pooler,
     )
     try:
         stats = await rekey(create_sessionmaker(engine), keyring, utc_now(), batch)

@@ -17,7 +17,7 @@ from app.consent.router import router as consent_router
 from app.core import idempotency
 from app.core.clock import Clock, utc_now
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker, verify_pooler_keeps_statements
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.listen import Listener, asyncpg_dsn
@@ -56,11 +56,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
+        if settings.pooler == "pgbouncer-prepared":
+            await verify_pooler_keeps_statements(settings.database_url)
         engine = create_engine(
             settings.database_url,
             settings.db_pool_size,
             settings.statement_timeout_ms,
-            settings.db_pooler,
+            settings.pooler,
         )
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(
@@ -70,7 +72,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             settings.database_url,
             settings.db_pool_size,
             settings.statement_timeout_ms,
-            settings.db_pooler,
+            settings.pooler,
         )
         stop = asyncio.Event()
         task: asyncio.Task[None] | None = None

@@ -102,8 +102,10 @@ async def drop_pg_database(url: str) -> None:
     await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-# The API tests that also run through a private pgbouncer in transaction mode
-# (DB_POOLER=pgbouncer, DESIGN §16): a third backend, "pgbouncer", for these modules.
+# The API tests that also run through a private pgbouncer in transaction mode (DESIGN §16),
+# as two more backends for these modules: "pgbouncer", the distribution's, which keeps no
+# prepared statement (DB_POOLER=pgbouncer), and "pgbouncer-prepared", 1.24 with
+# max_prepared_statements (DB_POOLER_PREPARED_STATEMENTS=true; tests/pgbouncer.py).
 THROUGH_PGBOUNCER = {
     "tests/policies/test_policies_api.py",
     "tests/dsar/test_dsar_api.py",
@@ -116,13 +118,15 @@ THROUGH_PGBOUNCER = {
 }
 # pgbouncer URL → the direct URL of the same database (make_settings reads it)
 POOLED: dict[str, str] = {}
+PREPARED: set[str] = set()  # the pgbouncer URLs that keep prepared statements
+POOLERS = ("pgbouncer", "pgbouncer-prepared")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" not in metafunc.fixturenames:
         return
     module = Path(str(metafunc.definition.fspath)).relative_to(ROOT).as_posix()
-    backends = [*BACKENDS, "pgbouncer"] if module in THROUGH_PGBOUNCER else BACKENDS
+    backends = [*BACKENDS, *POOLERS] if module in THROUGH_PGBOUNCER else BACKENDS
     metafunc.parametrize("database_url", backends, indirect=True, scope="session")
 
 
@@ -139,15 +143,21 @@ async def database_url(
     bouncer = None
     try:
         run_alembic(command.upgrade, url, "heads")
-        if request.param == "pgbouncer":
+        if request.param in POOLERS:
             from tests.pgbouncer import start_pgbouncer
 
             pg = make_url(PG_ADMIN_URL)
+            prepared = request.param == "pgbouncer-prepared"
             bouncer = start_pgbouncer(
-                tmp_path_factory.mktemp("pgbouncer"), pg.host or "127.0.0.1", pg.port or 5432
+                tmp_path_factory.mktemp("pgbouncer"),
+                pg.host or "127.0.0.1",
+                pg.port or 5432,
+                prepared=prepared,
             )
             pooled = bouncer.url_for(url)
             POOLED[pooled] = url
+            if prepared:
+                PREPARED.add(pooled)
             yield pooled
         else:
             yield url
@@ -183,6 +193,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     if database_url in POOLED:
         # through pgbouncer: the pools in transaction-mode safety, the listener direct
         values["db_pooler"] = "pgbouncer"
+        values["db_pooler_prepared_statements"] = database_url in PREPARED
         values["database_listen_url"] = POOLED[database_url]
     values.update(overrides)
     return Settings(**values)

@@ -3,8 +3,12 @@ transaction mode, in front of the shared PostgreSQL server. Nothing else on the 
 touched. Missing or unable to start, it FAILS the tests that need it (never skips them);
 outside CI, PRAPI_ALLOW_NO_PGBOUNCER=1 skips them instead.
 
-CI installs it from the distribution's packages (.ci/run); so can a developer:
-`apt-get install pgbouncer`.
+Two of them, as .ci/run installs them (so can a developer):
+- the distribution's (`apt-get install pgbouncer`: 1.18 on Debian 12), which cannot keep
+  prepared statements across transactions (DB_POOLER=pgbouncer);
+- pgbouncer 1.24.1 built by `scripts/build-pgbouncer` into .cache/, with
+  `max_prepared_statements` (DB_POOLER_PREPARED_STATEMENTS=true). PRAPI_PGBOUNCER_PREPARED
+  may name another binary of 1.21 or newer.
 """
 
 from __future__ import annotations
@@ -44,20 +48,40 @@ class PgBouncer:
             self.process.wait()
 
 
-def _unavailable(reason: str) -> None:
+ROOT = Path(__file__).resolve().parents[1]
+BUILT = ROOT / ".cache/pgbouncer-1.24.1/bin/pgbouncer"  # scripts/build-pgbouncer
+
+
+def _unavailable(reason: str, prepared: bool) -> None:
     if os.environ.get("PRAPI_ALLOW_NO_PGBOUNCER") == "1" and os.environ.get("CI") != "true":
         pytest.skip(f"pgbouncer: {reason}")
-    pytest.fail(f"pgbouncer: {reason} (CI installs it: apt-get install pgbouncer)", pytrace=False)
+    how = "scripts/build-pgbouncer" if prepared else "apt-get install pgbouncer"
+    pytest.fail(f"pgbouncer: {reason} (CI installs it: {how})", pytrace=False)
 
 
 def start_pgbouncer(
-    workdir: Path, server_host: str, server_port: int, pool_size: int = 40
+    workdir: Path,
+    server_host: str,
+    server_port: int,
+    pool_size: int = 40,
+    *,
+    prepared: bool = False,
+    max_prepared_statements: int = 200,
+    admin: bool = False,
 ) -> PgBouncer:
     """For a test: the pgbouncer, or the test fails (skips only where allowed, above)."""
     try:
-        return launch_pgbouncer(workdir, server_host, server_port, pool_size)
+        return launch_pgbouncer(
+            workdir,
+            server_host,
+            server_port,
+            pool_size,
+            prepared=prepared,
+            max_prepared_statements=max_prepared_statements,
+            admin=admin,
+        )
     except PgBouncerUnavailable as exc:
-        _unavailable(str(exc))
+        _unavailable(str(exc), prepared)
         raise AssertionError("unreachable") from exc
 
 
@@ -65,16 +89,42 @@ class PgBouncerUnavailable(RuntimeError):
     pass
 
 
-def launch_pgbouncer(
-    workdir: Path, server_host: str, server_port: int, pool_size: int = 40
-) -> PgBouncer:
-    """pgbouncer in transaction mode on a free port, its files in `workdir` (also used by
-    bench/processes.py). Raises PgBouncerUnavailable when it cannot run."""
-    binary = shutil.which("pgbouncer") or (
+def binary_of(prepared: bool) -> str | None:
+    """`prepared`: a pgbouncer that keeps prepared statements (1.21 or newer); else the
+    distribution's."""
+    if prepared:
+        chosen = os.environ.get("PRAPI_PGBOUNCER_PREPARED") or str(BUILT)
+        return chosen if Path(chosen).is_file() else None
+    return shutil.which("pgbouncer") or (
         "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
     )
+
+
+def version_of(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0].split()[-1] if out.stdout else "?"
+
+
+def launch_pgbouncer(
+    workdir: Path,
+    server_host: str,
+    server_port: int,
+    pool_size: int = 40,
+    *,
+    prepared: bool = False,
+    max_prepared_statements: int = 200,
+    admin: bool = False,
+) -> PgBouncer:
+    """pgbouncer in transaction mode on a free port, its files in `workdir` (also used by
+    bench/processes.py). `prepared`: the one that keeps up to `max_prepared_statements`
+    prepared statements per connection. `admin`: `postgres` may use its console (SHOW …).
+    Raises PgBouncerUnavailable when it cannot run."""
+    binary = binary_of(prepared)
     if binary is None:
         raise PgBouncerUnavailable("not installed")
+    extra = f"max_prepared_statements = {max_prepared_statements}\n" if prepared else ""
+    if admin:
+        extra += "admin_users = postgres\n"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (workdir / "userlist.txt").write_text('"postgres" ""\n')
@@ -94,7 +144,7 @@ max_client_conn = 1000
 default_pool_size = {pool_size}
 server_reset_query =
 ignore_startup_parameters = extra_float_digits
-"""
+{extra}"""
     )
     cmd = [binary, str(ini)]
     if os.geteuid() == 0:

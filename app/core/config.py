@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # `pgbouncer`: a transaction-mode pooler sits between the service and PostgreSQL (no
     # server-side prepared statement outlives a statement; no settings sent at connect).
     db_pooler: Literal["none", "pgbouncer"] = "none"
+    # With DB_POOLER=pgbouncer: the pooler keeps prepared statements across transactions
+    # (pgbouncer ≥ 1.21 with `max_prepared_statements` > 0, its default from 1.22). Statements
+    # are then prepared once per server connection and reused, as on a direct connection;
+    # every process checks at start that the pooler really does (app/core/db.py).
+    db_pooler_prepared_statements: bool = False
     # Set: the write limit is counted in Redis, shared by every process.
     redis_url: str | None = None
     rate_limit_redis_prefix: str = "prapi:writes:"
@@ -120,7 +125,19 @@ class Settings(BaseSettings):
                 "DB_POOLER=pgbouncer needs DATABASE_LISTEN_URL: a direct connection to "
                 "PostgreSQL for the cache listener (LISTEN needs a session of its own)"
             )
+        if self.db_pooler_prepared_statements and self.db_pooler != "pgbouncer":
+            raise ConfigurationError(
+                "DB_POOLER_PREPARED_STATEMENTS is about a pooler: it needs DB_POOLER=pgbouncer"
+            )
         return self
+
+    @property
+    def pooler(self) -> str:
+        """How the pools talk to PostgreSQL (app/core/db.py asyncpg_connect_args): `none`,
+        `pgbouncer` (unnamed statements) or `pgbouncer-prepared` (named, kept by the pooler)."""
+        if self.is_sqlite or self.db_pooler == "none":
+            return "none"
+        return "pgbouncer-prepared" if self.db_pooler_prepared_statements else "pgbouncer"
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:

@@ -7,10 +7,13 @@ The engine is built in the app's lifespan, never at import.
 from __future__ import annotations
 
 import enum
+import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, DateTime, Enum, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
@@ -22,6 +25,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from app.core.config import ConfigurationError
+
+log = logging.getLogger("app.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -108,25 +115,73 @@ def create_engine(
 def asyncpg_connect_args(statement_timeout_ms: int, pooler: str) -> dict[str, Any]:
     """What both pools (SQLAlchemy's and app/core/rawpg.py's) pass to asyncpg at connect.
 
-    Direct to PostgreSQL: the statement timeout as a setting of the session.
+    Direct to PostgreSQL (`none`): the statement timeout as a setting of the session.
 
-    `pgbouncer` (transaction mode): a session's server connection serves other clients
-    between transactions, so nothing may outlive one, and no name may collide with another
-    client's. No prepared statement is named: asyncpg's statement cache is off
-    (`statement_cache_size=0`) and the statements SQLAlchemy prepares are unnamed
-    (`prepared_statement_name_func` → ""), which asyncpg then parses again with every
-    execution, in the same message as its Bind and Execute. Unique names, SQLAlchemy's other
-    suggestion, would pile up on the server connections. What stays on the client is only
-    the statements' descriptions: SQLAlchemy's `prepared_statement_cache_size` (kept at its
-    default) caches those unnamed statements per connection, so a cached statement costs one
-    round trip, not a Parse + Describe first (the bare pool does the same:
-    rawpg.UnnamedStatements). pgbouncer refuses an unknown startup parameter, so
+    Behind pgbouncer in transaction mode a session's server connection serves other clients
+    between transactions, and pgbouncer refuses an unknown startup parameter, so
     `statement_timeout` is not sent: set it on the role (`ALTER ROLE … SET
-    statement_timeout`).
+    statement_timeout`). What happens to prepared statements depends on the pooler:
+
+    - `pgbouncer-prepared` (DB_POOLER_PREPARED_STATEMENTS, pgbouncer ≥ 1.21 with
+      `max_prepared_statements`): pgbouncer keeps track of each client's named statements and
+      prepares them on whichever server connection runs the next transaction. The statements
+      are then named and cached exactly as on a direct connection: one Bind + Execute per
+      execution, parsed and planned once per server connection.
+    - `pgbouncer` (any version): no prepared statement may outlive its transaction. asyncpg's
+      statement cache is off (`statement_cache_size=0`) and the statements SQLAlchemy
+      prepares are unnamed (`prepared_statement_name_func` → ""), which asyncpg then parses
+      again with every execution, in the same message as its Bind and Execute. Unique names,
+      SQLAlchemy's other suggestion, would pile up on the server connections. What stays on
+      the client is only the statements' descriptions: SQLAlchemy's
+      `prepared_statement_cache_size` (kept at its default) caches those unnamed statements
+      per connection, so a cached statement costs one round trip, not a Parse + Describe
+      first (the bare pool does the same: rawpg.UnnamedStatements). PostgreSQL parses and
+      plans every execution: bench/processes.py measures what that costs.
     """
     if pooler == "pgbouncer":
         return {"statement_cache_size": 0, "prepared_statement_name_func": _unnamed}
+    if pooler == "pgbouncer-prepared":
+        return {}
     return {"server_settings": {"statement_timeout": str(statement_timeout_ms)}}
+
+
+async def verify_pooler_keeps_statements(database_url: str) -> bool:
+    """DB_POOLER_PREPARED_STATEMENTS: check that the pooler really keeps prepared statements,
+    so that a pooler which does not (pgbouncer < 1.21, or `max_prepared_statements = 0`)
+    stops the process at start instead of failing requests at random under load.
+
+    pgbouncer prepares a client's named statement on the server under a name of its own
+    (`PGBOUNCER_<n>`); any other pooler (or PostgreSQL itself) prepares it under the client's
+    name, or loses it before it runs. A statement named once, listing the names of the
+    server connection's prepared statements, tells which. Raises ConfigurationError when the
+    pooler does not keep them; False when the database cannot be reached now (the process
+    starts and answers 503 until it can, unchecked, and says so in its log)."""
+    url = make_url(database_url).set(drivername="postgresql")
+    name = f"prapi_probe_{uuid.uuid4().hex}"
+    try:
+        conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=5)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        log.warning(
+            "pooler not checked: the database is unreachable now",
+            extra={"event": "pooler_check_skipped", "error": type(exc).__name__},
+        )
+        return False
+    try:
+        stmt = await conn.prepare("SELECT name FROM pg_prepared_statements", name=name)
+        names = [row[0] for row in await stmt.fetch()]
+        kept = name not in names
+    except asyncpg.InvalidSQLStatementNameError:
+        kept = False  # described on one server connection, executed on another
+    finally:
+        await conn.close()
+    if not kept:
+        raise ConfigurationError(
+            "DB_POOLER_PREPARED_STATEMENTS=true, but the pooler at DATABASE_URL does not keep "
+            "prepared statements across transactions: use pgbouncer 1.21 or newer with "
+            "max_prepared_statements > 0, or unset DB_POOLER_PREPARED_STATEMENTS"
+        )
+    log.info("the pooler keeps prepared statements", extra={"event": "pooler_keeps_statements"})
+    return True
 
 
 def _unnamed() -> str:

@@ -44,8 +44,9 @@ async def create_raw_pool(
         max_size=pool_size,
         timeout=5,  # connecting to a database that is away fails fast (→ 503)
         reset=_nothing_to_reset,
-        # pgbouncer: asyncpg's statement cache off, nothing sent at connect (app/core/db.py),
-        # and the statements' descriptions kept on the client (UnnamedStatements)
+        # pgbouncer without prepared statements: asyncpg's statement cache off, nothing sent
+        # at connect (app/core/db.py), and the statements' descriptions kept on the client
+        # (UnnamedStatements); pgbouncer-prepared: as direct, without the settings
         **{
             k: v
             for k, v in asyncpg_connect_args(statement_timeout_ms, pooler).items()
