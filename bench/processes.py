@@ -5,15 +5,20 @@ four servers side by side on loopback:
 
 - `direct-1w`: `uvicorn app.main:app --workers 1`, straight to PostgreSQL;
 - `direct-2w`: the same with `--workers 2`;
-- `bouncer-1w` / `bouncer-2w`: the same two through a private pgbouncer in transaction mode
-  (`DB_POOLER=pgbouncer`; the cache listener direct through `DATABASE_LISTEN_URL`);
+- `bouncer-1w` / `bouncer-2w`: the same two through a private pgbouncer 1.24 in transaction
+  mode keeping prepared statements (`max_prepared_statements = 200`; `DB_POOLER=pgbouncer`,
+  `DB_POOLER_PREPARED_STATEMENTS=true`; the cache listener direct through
+  `DATABASE_LISTEN_URL`): the recommended production set-up;
+- `unnamed-1w`: one worker through the distribution's pgbouncer (1.18 on Debian 12), which
+  keeps no prepared statement (`DB_POOLER=pgbouncer` alone: every statement parsed and
+  planned with each execution), for comparison;
 
-then drives `POST /v1/consent-events` with wrk, the four cases in alternation for `--rounds`
+then drives `POST /v1/consent-events` with wrk, the cases in alternation for `--rounds`
 rounds (the order rotated each round, so none always runs first on a noisy machine), and
 prints every run, the best and the median of each case, and the ratios: 2 workers / 1 worker
 and pgbouncer / direct (target: pgbouncer costs at most 15 %, a ratio ≥ 0.85).
 
-    apt-get install -y wrk pgbouncer    # once
+    apt-get install -y wrk pgbouncer && scripts/build-pgbouncer    # once
     .venv/bin/python bench/processes.py --events 100000 --duration 10 --rounds 4
 
 Options: --pg-admin URL, --events n, --duration s, --connections n, --rounds n, --keep.
@@ -58,9 +63,9 @@ from bench.consent_load import (  # noqa: E402
     wrk,
 )
 from tests.live import free_port  # noqa: E402
-from tests.pgbouncer import launch_pgbouncer  # noqa: E402
+from tests.pgbouncer import binary_of, launch_pgbouncer, version_of  # noqa: E402
 
-CASES = ("direct-1w", "direct-2w", "bouncer-1w", "bouncer-2w")
+CASES = ("direct-1w", "direct-2w", "bouncer-1w", "bouncer-2w", "unnamed-1w")
 
 
 def log(msg: str) -> None:
@@ -108,6 +113,10 @@ async def main() -> int:
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install -y wrk")
         return 2
+    for prepared, how in ((True, "scripts/build-pgbouncer"), (False, "apt-get install pgbouncer")):
+        if binary_of(prepared) is None:
+            log(f"pgbouncer {'1.21+' if prepared else '(the distribution)'} is missing: {how}")
+            return 2
 
     name = f"prapi_bench_{uuid.uuid4().hex[:8]}"
     base_dsn = args.pg_admin.rsplit("/", 1)[0]
@@ -116,7 +125,7 @@ async def main() -> int:
     await admin(args.pg_admin, f'CREATE DATABASE "{name}"')
     procs: list[subprocess.Popen[bytes]] = []
     logdir = Path(tempfile.mkdtemp(prefix="processes-bench-"))
-    bouncer = None
+    bouncers = []
     try:
         base_env = {
             k: v
@@ -134,18 +143,23 @@ async def main() -> int:
         log(f"seeding {args.events:,} events over {subjects:,} subjects …")
         await seed(dsn, args.events, subjects)
 
-        bouncer = launch_pgbouncer(logdir / "pgbouncer", "127.0.0.1", 5432, pool_size=20)
-        log(f"pgbouncer {_pgbouncer_version()} on port {bouncer.port}, pool_mode=transaction")
-        pooled = bouncer.url_for(direct_url)
-        env_of = {
-            "direct": base_env,
-            "bouncer": base_env
-            | {
-                "DATABASE_URL": pooled,
+        env_of = {"direct": base_env}
+        for route, prepared in (("bouncer", True), ("unnamed", False)):
+            bouncer = launch_pgbouncer(
+                logdir / route, "127.0.0.1", 5432, pool_size=20, prepared=prepared
+            )
+            bouncers.append(bouncer)
+            log(
+                f"{route}: pgbouncer {version_of(binary_of(prepared) or '?')} on port "
+                f"{bouncer.port}, pool_mode=transaction, default_pool_size=20"
+                + (", max_prepared_statements=200" if prepared else "")
+            )
+            env_of[route] = base_env | {
+                "DATABASE_URL": bouncer.url_for(direct_url),
                 "DB_POOLER": "pgbouncer",
+                "DB_POOLER_PREPARED_STATEMENTS": "true" if prepared else "false",
                 "DATABASE_LISTEN_URL": direct_url,
-            },
-        }
+            }
         urls: dict[str, str] = {}
         for case in CASES:
             route, workers = case.split("-")
@@ -202,6 +216,7 @@ async def main() -> int:
         per_round = {
             "bouncer/direct, 1 worker": ratios("bouncer-1w", "direct-1w"),
             "bouncer/direct, 2 workers": ratios("bouncer-2w", "direct-2w"),
+            "unnamed/direct, 1 worker": ratios("unnamed-1w", "direct-1w"),
             "2 workers/1 worker, direct": ratios("direct-2w", "direct-1w"),
         }
         log("")
@@ -212,11 +227,12 @@ async def main() -> int:
                 f"RESULT {label:<27} median of rounds {statistics.median(ratios):.2f}   "
                 f"rounds {', '.join(f'{x:.2f}' for x in ratios)}"
             )
-        log(
-            f"RESULT pgbouncer cost, 1 worker: {1 - best['bouncer-1w'] / best['direct-1w']:+.0%} "
-            f"(best/best), 2 workers: {1 - best['bouncer-2w'] / best['direct-2w']:+.0%}  "
-            "(target ≤ 15 %)"
-        )
+        for label in ("bouncer/direct, 1 worker", "bouncer/direct, 2 workers"):
+            cost = 1 - statistics.median(per_round[label])
+            log(
+                f"RESULT pgbouncer cost ({label}): {cost:+.0%} (median of rounds; "
+                f"target ≤ 15 %) {'PASS' if cost <= 0.15 else 'MISS'}"
+            )
         log(f"RESULT errors = {errors}  (target 0); load average at end {load_average()}")
         log(
             "SUMMARY "
@@ -239,18 +255,12 @@ async def main() -> int:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-        if bouncer is not None:
+        for bouncer in bouncers:
             bouncer.stop()
         if not args.keep:
             await admin(args.pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         else:
             log(f"kept database {name}; logs in {logdir}")
-
-
-def _pgbouncer_version() -> str:
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    return out.stdout.splitlines()[0].split()[-1] if out.stdout else "?"
 
 
 if __name__ == "__main__":
