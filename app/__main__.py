@@ -165,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, ConfigurationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        return asyncio.run(run_worker(settings, args.once))
+        try:
+            return asyncio.run(run_worker(settings, args.once))
+        except ConfigurationError as exc:  # a pooler that loses prepared statements
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "rotate-secrets-key":
         try:
             if not 0 < args.batch <= 10_000:

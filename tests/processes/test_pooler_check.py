@@ -4,7 +4,11 @@ instead of failing requests at random under load ("prepared statement … does n
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +105,32 @@ async def test_an_unreachable_database_is_not_checked_now(
     with caplog.at_level(logging.WARNING, logger="app.db"):
         assert await verify_pooler_keeps_statements(url) is False
     assert [r.__dict__.get("event") for r in caplog.records] == ["pooler_check_skipped"]
+
+
+async def test_the_worker_command_does_not_start_either(pg_url: str, tmp_path: Path) -> None:
+    pg = make_url(pg_url)
+    bouncer = start_pgbouncer(tmp_path / "b", pg.host or "127.0.0.1", pg.port or 5432, 3)
+    try:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DB_", "REDIS_"))
+        }
+        env |= {
+            "DATABASE_URL": bouncer.url_for(pg_url),
+            "DB_POOLER": "pgbouncer",
+            "DB_POOLER_PREPARED_STATEMENTS": "true",
+            "DATABASE_LISTEN_URL": pg_url,
+            "APP_ENV": "dev",
+        }
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "app", "worker", "--once"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "max_prepared_statements" in done.stderr
+    finally:
+        bouncer.stop()
