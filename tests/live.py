@@ -42,7 +42,9 @@ def live_server(workdir: Path, **settings: str) -> Iterator[LiveServer]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AUTH_", "DATABASE_", "APP_", "WORKER_"))
+        if not key.startswith(
+            ("AUTH_", "DATABASE_", "DB_", "APP_", "WORKER_", "REDIS_", "RATE_LIMIT_", "SECRETS_")
+        )
     }
     env |= {"DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'live.db'}", "APP_ENV": "dev"}
     env |= settings
