@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import JSON, DateTime, Enum, MetaData, event, text
+from sqlalchemy import JSON, DateTime, Enum, MetaData, Select, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -224,6 +224,23 @@ async def take_write_lock(session: AsyncSession, table: str) -> None:
     later. PostgreSQL needs nothing: its writers lock rows. `table` is any table of ours."""
     if not is_postgres(session):
         await session.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0"))
+
+
+async def begin_batch(session: AsyncSession, pending: Select[Any], table: str) -> bool:
+    """Open a worker batch's transaction: whether there is work, and if so the transaction
+    that will take it. The look is a cheap indexed read (an idle round takes no lock);
+    `pending` is ordered like the batch, so it walks the batch's index and stops at the first
+    row. The batch then reads its rows again `FOR UPDATE SKIP LOCKED` (PostgreSQL: several
+    workers share the work without waiting on each other); on SQLite the write lock on
+    `table` is taken here first (`take_write_lock`), one writer at a time."""
+    found = await session.scalar(pending.limit(1))
+    # End the read: SQLite cannot upgrade a read snapshot to the write lock once another
+    # writer has committed, so the write transaction starts afresh.
+    await session.rollback()
+    if found is None:
+        return False
+    await take_write_lock(session, table)
+    return True
 
 
 def insert_cte(

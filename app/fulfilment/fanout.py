@@ -39,6 +39,7 @@ from app.fulfilment.models import (
 from app.fulfilment.repository import FulfilmentRepository
 from app.fulfilment.schemas import TaskExport, TaskRead, TasksSummary, TaskSubject
 from app.retention import holds as legal_holds
+from app.retention.models import LegalHold
 from app.rules.explain import Step
 from app.rules.fulfilment import TaskDue, purge_after, task_due
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
@@ -169,6 +170,73 @@ def job_row(
     return outbox.row(tenant, TASK_JOB, data, now, dispatched_at=now)
 
 
+def task_row(
+    system: FulfilmentSystem,
+    *,
+    type: str,
+    subject: Mapping[str, Any],
+    explanation: list[dict[str, Any]],
+    now: datetime,
+    dsar_id: uuid.UUID | None = None,
+    due_at: datetime | None = None,
+    retention_ref: uuid.UUID | None = None,
+    category: str | None = None,
+    retention: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new task's column values, for the table's INSERT: pending and runnable now, at
+    `system`. The one place the shape of a task row is written, whoever creates tasks: a
+    ticket's fan-out (`dsar_id`, `due_at`) and retention's sweeps and subject expiries (no
+    ticket: `retention_ref`, `category`, `retention`, DESIGN §14)."""
+    return {
+        "id": new_id(),
+        "tenant": system.tenant,
+        "dsar_id": dsar_id,
+        "system_id": system.id,
+        "system_key": system.key,
+        "type": type,
+        "subject": dict(subject),
+        "status": TaskStatus.pending,
+        "due_at": due_at,
+        "explanation": explanation,
+        "available_at": now,
+        "lease_until": None,
+        "attempts": 0,
+        "retry_exhausted": False,
+        "records_affected": None,
+        "reason": None,
+        "data": None,
+        "proof": None,
+        "result_digest": None,
+        "reported_at": None,
+        "overdue_at": None,
+        "purge_after": None,
+        "data_purged_at": None,
+        "retention_ref": retention_ref,
+        "category": category,
+        "retention": retention,
+        "held_by": None,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+
+
+def postpone(task: dict[str, Any], held: Sequence[LegalHold], step: Step) -> None:
+    """A new task (its `task_row`) that legal holds cover: `held` (neither claimable nor sent
+    nor reportable), re-checked when its holds may have ended, and `step` (the hold's
+    explanation, `legal_holds.step`) appended to its explanation."""
+    task["status"] = TaskStatus.held
+    task["held_by"] = [str(h.id) for h in held]
+    task["available_at"] = legal_holds.recheck_at(held)
+    task["explanation"] = [*task["explanation"], step.to_dict()]
+
+
+async def insert_tasks(session: AsyncSession, tasks: Sequence[dict[str, Any]]) -> None:
+    """Rows built by `task_row`, in one INSERT."""
+    if tasks:
+        await session.execute(insert(_TASK), list(tasks))
+
+
 async def send_jobs(
     session: AsyncSession,
     events: Sequence[dict[str, Any]],
@@ -245,57 +313,31 @@ async def create_tasks(
                 clock_started_at=ticket.clock_started_at,
                 task_within=system.task_within,
             )
-        task_id = new_id()
-        task: dict[str, Any] = {
-            "id": task_id,
-            "tenant": ticket.tenant,
-            "dsar_id": ticket.id,
-            "system_id": system.id,
-            "system_key": system.key,
-            "type": ticket.type,
-            "subject": subject,
-            "status": TaskStatus.pending,
-            "due_at": due.due_at,
-            "explanation": due.explanation_dicts(),
-            "available_at": now,
-            "lease_until": None,
-            "attempts": 0,
-            "retry_exhausted": False,
-            "records_affected": None,
-            "reason": None,
-            "data": None,
-            "proof": None,
-            "result_digest": None,
-            "reported_at": None,
-            "overdue_at": None,
-            "purge_after": None,
-            "data_purged_at": None,
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-            "held_by": None,
-        }
+        task = task_row(
+            system,
+            type=ticket.type,
+            subject=subject,
+            explanation=due.explanation_dicts(),
+            now=now,
+            dsar_id=ticket.id,
+            due_at=due.due_at,
+        )
         held = legal_holds.covering_system(active_holds, ticket.subject_id, system.categories)
         if held:
-            step = Step(
-                "legal hold",
-                "GDPR Art. 17(3)(e)",
-                f"system '{system.key}' keeps this person's data while "
-                + "; ".join(legal_holds.describe(h) for h in held)
-                + ": its erasure task is postponed until the hold ends",
+            step = legal_holds.step(
+                held,
+                f"system '{system.key}' keeps this person's data while ",
+                ": its erasure task is postponed until the hold ends",
             )
-            task["status"] = TaskStatus.held
-            task["held_by"] = [str(h.id) for h in held]
-            task["available_at"] = legal_holds.recheck_at(held)
-            task["explanation"] = [*task["explanation"], step.to_dict()]
+            postpone(task, held, step)
             kept.append(step)
         tasks.append(task)
         events.append(outbox.row(ticket.tenant, "task.created", task_facts(task), now))
-        job = job_row(system, ticket.tenant, task_id, now) if not held else None
+        job = job_row(system, ticket.tenant, task["id"], now) if not held else None
         if job is not None:
             assert system.subscription_id is not None
             jobs.append((job, system.subscription_id))
-    await session.execute(insert(_TASK), tasks)
+    await insert_tasks(session, tasks)
     await send_jobs(session, events, jobs, now)
     trail.record(
         session,

@@ -14,12 +14,11 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import is_postgres, take_write_lock
+from app.core.db import begin_batch
 from app.events import outbox
 from app.events.outbox import TASK_JOB
 from app.fulfilment.fanout import job_body, task_facts
@@ -61,20 +60,6 @@ async def job_bodies(
     return out
 
 
-async def _lock(session: AsyncSession, pending: Any) -> bool:
-    """Whether there is work (a cheap indexed read first: an idle round takes no lock); on
-    SQLite the write lock is then taken before the rows are read again and changed."""
-    found = await session.scalar(select(pending.exists()))
-    # End the read: SQLite cannot upgrade a read snapshot to the write lock once another
-    # writer has committed, so the write transaction starts afresh.
-    await session.rollback()
-    if found is not True:
-        return False
-    if not is_postgres(session):
-        await take_write_lock(session, "fulfilment_task")
-    return True
-
-
 async def overdue(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
     """Commits."""
     late = select(FulfilmentTask.id).where(
@@ -82,7 +67,7 @@ async def overdue(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
         FulfilmentTask.status.in_(list(OPEN_TASK_STATUSES)),
         FulfilmentTask.due_at < now,
     )
-    if not await _lock(session, late):
+    if not await begin_batch(session, late.order_by(FulfilmentTask.due_at), "fulfilment_task"):
         return 0
     due = (
         select(FulfilmentTask.id)
@@ -120,7 +105,9 @@ async def retries(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
         FulfilmentTask.retry_exhausted.is_(False),
         FulfilmentTask.available_at <= now,
     )
-    if not await _lock(session, waiting):
+    if not await begin_batch(
+        session, waiting.order_by(FulfilmentTask.available_at), "fulfilment_task"
+    ):
         return 0
     tasks = (
         await session.scalars(

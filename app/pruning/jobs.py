@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, exists, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, delete, exists, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
@@ -47,7 +47,7 @@ from app.breaches.models import (
     BreachNotification,
 )
 from app.core.config import Settings
-from app.core.db import take_write_lock
+from app.core.db import begin_batch
 from app.core.idempotency import IdempotencyRecord, forget_where
 from app.dsar.models import UNSCHEDULED_SQL, DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
@@ -64,20 +64,6 @@ BREACH_REMINDERS = tuple(f"breach.deadline_approaching:{a.value}" for a in Audie
 
 # One pruning phase: (session, now) → rows handled. Commits.
 Phase = Callable[[AsyncSession, datetime], Awaitable[int]]
-
-
-async def _begin(session: AsyncSession, pending: Select[Any], table: str) -> bool:
-    """Whether there is work (a cheap indexed read: an idle round takes no lock); on SQLite
-    the write lock is then taken before the rows are read again and deleted. `pending` is
-    ordered like the batch, so the read walks the batch's index and stops at the first row."""
-    found = await session.scalar(pending.limit(1))
-    # End the read: SQLite cannot upgrade a read snapshot to the write lock once another
-    # writer has committed, so the write transaction starts afresh.
-    await session.rollback()
-    if found is None:
-        return False
-    await take_write_lock(session, table)
-    return True
 
 
 def _audit(
@@ -152,7 +138,7 @@ async def idempotency_records(
     cutoff = now - ttl
     r = IdempotencyRecord
     expired = select(r.tenant).where(r.created_at <= cutoff)
-    if not await _begin(session, expired.order_by(r.created_at), r.__tablename__):
+    if not await begin_batch(session, expired.order_by(r.created_at), r.__tablename__):
         return 0
     key = (r.tenant, r.operation, r.key)
     due = (
@@ -191,7 +177,7 @@ async def deliveries(session: AsyncSession, now: datetime, keep: timedelta, batc
     cutoff = now - keep
     d = WebhookDelivery
     finished = select(d.id).where(text(FINISHED_SQL), d.last_attempt_at <= cutoff)
-    if not await _begin(session, finished.order_by(d.last_attempt_at), d.__tablename__):
+    if not await begin_batch(session, finished.order_by(d.last_attempt_at), d.__tablename__):
         return 0
     ids = (
         await session.scalars(
@@ -225,7 +211,7 @@ async def outbox_events(session: AsyncSession, now: datetime, keep: timedelta, b
         e.dispatched_at <= cutoff,
         ~exists().where(WebhookDelivery.event_id == e.id),
     )
-    if not await _begin(session, done.order_by(e.dispatched_at), e.__tablename__):
+    if not await begin_batch(session, done.order_by(e.dispatched_at), e.__tablename__):
         return 0
     ids = (
         await session.scalars(
@@ -257,7 +243,7 @@ async def task_data(session: AsyncSession, now: datetime, batch: int) -> int:
     result's digest stay."""
     t = FulfilmentTask
     kept = select(t.id).where(t.data_purged_at.is_(None), t.purge_after <= now)
-    if not await _begin(session, kept.order_by(t.purge_after), t.__tablename__):
+    if not await begin_batch(session, kept.order_by(t.purge_after), t.__tablename__):
         return 0
     due = kept.order_by(t.purge_after).limit(batch).with_for_update(skip_locked=True)
     rows = (
@@ -303,7 +289,7 @@ async def schedule_tickets(session: AsyncSession, now: datetime, batch: int) -> 
     `records.dsar_kept_for` (and the step that says so in their explanation)."""
     t = DsarTicket
     unscheduled = select(t.id).where(text(UNSCHEDULED_SQL))
-    if not await _begin(session, unscheduled.order_by(t.closed_at), t.__tablename__):
+    if not await begin_batch(session, unscheduled.order_by(t.closed_at), t.__tablename__):
         return 0
     rows = (
         await session.execute(
@@ -426,7 +412,7 @@ async def tickets(
         FulfilmentTask.dsar_id == t.id, FulfilmentTask.status == TaskStatus.held
     )
     due = select(t.id).where(t.delete_after.is_not(None), t.delete_after <= now, not_held)
-    if not await _begin(session, due.order_by(t.delete_after), t.__tablename__):
+    if not await begin_batch(session, due.order_by(t.delete_after), t.__tablename__):
         return 0
     rows = (
         await session.execute(
@@ -466,7 +452,7 @@ async def incidents(
     """Closed incidents past `keep_until`, with their notifications and history."""
     b = BreachIncident
     due = select(b.id).where(text(PRUNABLE_SQL), b.keep_until <= now)
-    if not await _begin(session, due.order_by(b.keep_until), b.__tablename__):
+    if not await begin_batch(session, due.order_by(b.keep_until), b.__tablename__):
         return 0
     rows = (
         await session.execute(

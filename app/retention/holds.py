@@ -6,6 +6,9 @@ covers everyone), and its categories include that category or are none (a subjec
 without categories covers every category). A task for a system is covered when the hold
 covers the subject and any category the system declares; a subject hold without categories
 covers the subject at every system.
+
+What a hold kept, and why, is said in one explanation step (`step`), the same for a sweep's
+task, a subject's expiry, a DSAR's erasure task and a subject's retention read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.retention.models import LegalHold
+from app.rules.explain import Step
+
+# The explanation steps' rule and source (DESIGN §14).
+RULE = "legal hold"
+SOURCE = "GDPR Art. 17(3)(e)"
 
 # The re-check time of a task held by a hold without an end: only a release brings it
 # forward (the release sets it to now).
@@ -107,3 +115,14 @@ def describe(hold: LegalHold) -> str:
     whose = "of this subject" if hold.subject_id is not None else "of every subject"
     until = f" until {hold.until.isoformat()}" if hold.until is not None else ""
     return f"legal hold {hold.id} ({what} {whose}{until}): {hold.reason}"
+
+
+def step(held: Sequence[LegalHold], lead: str, tail: str = "") -> Step:
+    """The explanation step saying that `held` keep something, and why: `lead` says what
+    ("postponed while "), then each hold described (`describe`), then `tail`."""
+    return Step(RULE, SOURCE, lead + "; ".join(describe(h) for h in held) + tail)
+
+
+def ended_step() -> Step:
+    """The step a held task gets when no hold covers it any more and it runs."""
+    return Step(RULE, None, "the legal hold ended: the task runs")

@@ -2,35 +2,40 @@
 Each function is one short transaction and commits.
 
 - `create_sweeps`: today's sweep per (system, category held, rule triggered by `collected` or
-  `last_activity`), one per (system, category, local day) by the unique constraint: the row
-  is inserted with ON CONFLICT DO NOTHING, so any number of workers create each one once. A
+  `last_activity`), one per (system, category, local day) by the unique constraint: the
+  round's rows go in with one INSERT … ON CONFLICT DO NOTHING (in one order, so that
+  concurrent rounds never deadlock), so any number of workers create each one once. A
   category under a hold of everyone's records gets no sweep while the hold lasts (the next
   round after it ends creates the day's sweep); held subjects are listed in `holds`.
 - `create_erasures`: a subject expiry that has passed becomes one `retention_erasure` task per
   system holding the category, once (rows locked SKIP LOCKED, `tasks_created_at`, and the
   tasks' unique (retention_ref, system_id)); a task a hold covers is created `held`.
-- `end_holds`: a hold whose `until` has passed is released (audited), and the tenant's held
-  tasks are looked at again.
+- `end_holds`: holds whose `until` has passed are released (each audited), and the held tasks
+  of their tenants are looked at again (one batch across tenants).
 - `release_held`: a held task no active hold covers any more goes to pending (a push system
   gets its job); one still covered waits for the end of its holds.
+
+Tasks are written as `fanout.task_row` rows (the one shape of a task, with the DSAR fan-out),
+and a hold's explanation step is `holds.step`. Deleting retention's finished records is a
+pruning phase (app/pruning/jobs.py), with the service's other deletions.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
-from app.core.db import is_postgres, take_write_lock
+from app.core.db import begin_batch, is_postgres, take_write_lock
 from app.core.ids import new_id
 from app.events import outbox
 from app.events.outbox import iso
@@ -46,86 +51,34 @@ from app.policies.models import Policy, PolicyVersion
 from app.policies.repository import PolicyRepository
 from app.retention import holds as legal_holds
 from app.retention.models import LegalHold, RetentionExpiry, RetentionSweep
-from app.rules.explain import Step
 from app.rules.retention import SweepCutoff, sweep_cutoff, sweepable
 
 BATCH = 200
 NO_SUBJECT = {"id": None, "email": None, "name": None}
 
 
-def new_task(
-    system: FulfilmentSystem,
-    *,
-    type: str,
-    ref: uuid.UUID,
-    category: str,
-    retention: dict[str, Any],
-    subject: dict[str, Any],
-    explanation: list[dict[str, Any]],
-    now: datetime,
-) -> FulfilmentTask:
-    return FulfilmentTask(
-        id=new_id(),
-        tenant=system.tenant,
-        dsar_id=None,
-        system_id=system.id,
-        system_key=system.key,
-        type=type,
-        subject=subject,
-        status=TaskStatus.pending,
-        due_at=None,
-        explanation=explanation,
-        available_at=now,
-        lease_until=None,
-        attempts=0,
-        retry_exhausted=False,
-        records_affected=None,
-        reason=None,
-        data=None,
-        proof=None,
-        result_digest=None,
-        reported_at=None,
-        overdue_at=None,
-        purge_after=None,
-        data_purged_at=None,
-        created_at=now,
-        updated_at=now,
-        version=1,
-        retention_ref=ref,
-        category=category,
-        retention=retention,
-        held_by=None,
-    )
+_SWEEP = cast(Table, RetentionSweep.__table__)
 
 
-def hold(task: FulfilmentTask, held: Sequence[LegalHold]) -> None:
-    """Postpone a new task: `held`, re-checked when its holds may have ended."""
-    task.status = TaskStatus.held
-    task.held_by = [str(h.id) for h in held]
-    task.available_at = legal_holds.recheck_at(held)
-    step = Step(
-        "legal hold",
-        "GDPR Art. 17(3)(e)",
-        "postponed while " + "; ".join(legal_holds.describe(h) for h in held),
-    )
-    task.explanation = [*task.explanation, step.to_dict()]
-
-
-async def _send(
+async def _create(
     session: AsyncSession,
-    created: Sequence[tuple[FulfilmentSystem, FulfilmentTask]],
+    created: Sequence[tuple[FulfilmentSystem, dict[str, Any]]],
+    audit: Sequence[dict[str, Any]],
     now: datetime,
 ) -> None:
-    """`task.created` for each new task, and a push system's job for each runnable one (the
-    events and jobs in one INSERT, the jobs' deliveries in another: `fanout.send_jobs`)."""
+    """The new tasks (`fanout.task_row`) in one INSERT, their audit entries in another, then
+    `task.created` for each and a push system's job for each runnable one (the events and
+    jobs in one INSERT, the jobs' deliveries in another: `fanout.send_jobs`)."""
+    await fanout.insert_tasks(session, [task for _, task in created])
+    await trail.record_many(session, audit)
     events = [
-        outbox.row(task.tenant, "task.created", fanout.task_facts(task), now)
+        outbox.row(task["tenant"], "task.created", fanout.task_facts(task), now)
         for _, task in created
     ]
     jobs: list[tuple[dict[str, Any], uuid.UUID]] = []
     for system, task in created:
-        if task.status == TaskStatus.pending:
-            job = fanout.job_row(system, task.tenant, task.id, now)
+        if task["status"] == TaskStatus.pending:
+            job = fanout.job_row(system, task["tenant"], task["id"], now)
             if job is not None:
                 assert system.subscription_id is not None
                 jobs.append((job, system.subscription_id))
@@ -234,11 +187,12 @@ async def create_sweeps(
     if not todo:
         await session.rollback()
         return outcome
-    if not is_postgres(session):
-        await take_write_lock(session, "retention_sweep")
+    await take_write_lock(session, "retention_sweep")
     holds_by_tenant = await legal_holds.active_holds(session, {p.tenant for p in todo}, now)
-    make = pg_insert if is_postgres(session) else sqlite_insert
-    created: list[tuple[FulfilmentSystem, FulfilmentTask]] = []
+    # One order for every round (the unique key's), so that two rounds inserting the same
+    # sweeps at once wait for each other row by row instead of deadlocking.
+    todo.sort(key=lambda p: (str(p.system.id), str(p.rule["category"]), p.cut.day))
+    rows: dict[uuid.UUID, tuple[Plan, dict[str, Any]]] = {}
     for plan in todo:
         category = str(plan.rule["category"])
         holds = holds_by_tenant.get(plan.tenant, [])
@@ -254,70 +208,85 @@ async def create_sweeps(
                 )
             )
             continue
-        held = legal_holds.held_subjects(holds, category)
         sweep_id = new_id()
-        stmt = (
-            make(RetentionSweep)
-            .values(
-                id=sweep_id,
-                tenant=plan.tenant,
-                policy_key=plan.policy_key,
-                policy_version=plan.policy_version,
-                system_id=plan.system.id,
-                system_key=plan.system.key,
-                category=category,
-                day=plan.cut.day,
-                cutoff=plan.cut.cutoff,
-                then=str(plan.rule["then"]),
-                holds=held,
-                explanation=plan.cut.explanation,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["system_id", "category", "day"])
-            .returning(RetentionSweep.id)
+        rows[sweep_id] = (
+            plan,
+            {
+                "id": sweep_id,
+                "tenant": plan.tenant,
+                "policy_key": plan.policy_key,
+                "policy_version": plan.policy_version,
+                "system_id": plan.system.id,
+                "system_key": plan.system.key,
+                "category": category,
+                "day": plan.cut.day,
+                "cutoff": plan.cut.cutoff,
+                "then": str(plan.rule["then"]),
+                "holds": legal_holds.held_subjects(holds, category),
+                "explanation": plan.cut.explanation,
+                "created_at": now,
+            },
         )
-        if await session.scalar(stmt) is None:
+    if not rows:
+        await session.rollback()
+        return outcome
+    make = pg_insert if is_postgres(session) else sqlite_insert
+    # Every sweep of the round in one INSERT; a row another worker inserted first is skipped
+    # (the unique constraint) and not returned.
+    inserted = set(
+        (
+            await session.execute(
+                make(_SWEEP)
+                .on_conflict_do_nothing(index_elements=["system_id", "category", "day"])
+                .returning(_SWEEP.c.id),
+                [row for _, row in rows.values()],
+            )
+        ).scalars()
+    )
+    created: list[tuple[FulfilmentSystem, dict[str, Any]]] = []
+    audit: list[dict[str, Any]] = []
+    for sweep_id, (plan, row) in rows.items():
+        if sweep_id not in inserted:
             continue  # another worker created it first
-        task = new_task(
+        task = fanout.task_row(
             plan.system,
             type=RETENTION_SWEEP,
-            ref=sweep_id,
-            category=category,
+            subject=NO_SUBJECT,
+            explanation=plan.cut.explanation,
+            now=now,
+            retention_ref=sweep_id,
+            category=row["category"],
             retention={
                 "policy_key": plan.policy_key,
                 "policy_version": plan.policy_version,
                 "cutoff": iso(plan.cut.cutoff),
-                "then": str(plan.rule["then"]),
-                "holds": held,
+                "then": row["then"],
+                "holds": row["holds"],
                 "day": plan.cut.day.isoformat(),
             },
-            subject=dict(NO_SUBJECT),
-            explanation=plan.cut.explanation,
-            now=now,
         )
-        session.add(task)
         created.append((plan.system, task))
         outcome.created.append(sweep_id)
-        trail.record(
-            session,
-            tenant=plan.tenant,
-            actor=actor,
-            action="retention.sweep_created",
-            object_type="retention_sweep",
-            object_id=sweep_id,
-            data={
-                "policy_key": plan.policy_key,
-                "system": plan.system.key,
-                "category": category,
-                "day": plan.cut.day.isoformat(),
-                "cutoff": iso(plan.cut.cutoff),
-                "held_subjects": len(held),
-                "task_id": str(task.id),
-            },
-            at=now,
+        audit.append(
+            trail.entry(
+                tenant=plan.tenant,
+                actor=actor,
+                action="retention.sweep_created",
+                object_type="retention_sweep",
+                object_id=sweep_id,
+                data={
+                    "policy_key": plan.policy_key,
+                    "system": plan.system.key,
+                    "category": row["category"],
+                    "day": plan.cut.day.isoformat(),
+                    "cutoff": iso(plan.cut.cutoff),
+                    "held_subjects": len(row["holds"]),
+                    "task_id": str(task["id"]),
+                },
+                at=now,
+            )
         )
-    await session.flush()
-    await _send(session, created, now)
+    await _create(session, created, audit, now)
     await session.commit()
     return outcome
 
@@ -332,12 +301,9 @@ async def create_erasures(session: AsyncSession, now: datetime, batch: int = BAT
         RetentionExpiry.superseded_at.is_(None),
         RetentionExpiry.expires_at <= now,
     )
-    found = await session.scalar(select(select(RetentionExpiry.id).where(*due).exists()))
-    await session.rollback()
-    if found is not True:
+    pending = select(RetentionExpiry.id).where(*due).order_by(RetentionExpiry.expires_at)
+    if not await begin_batch(session, pending, RetentionExpiry.__tablename__):
         return 0
-    if not is_postgres(session):
-        await take_write_lock(session, "retention_expiry")
     expiries = (
         await session.scalars(
             select(RetentionExpiry)
@@ -359,17 +325,21 @@ async def create_erasures(session: AsyncSession, now: datetime, batch: int = BAT
     ):
         systems[system.tenant].append(system)
     holds_by_tenant = await legal_holds.active_holds(session, tenants, now)
-    created: list[tuple[FulfilmentSystem, FulfilmentTask]] = []
+    created: list[tuple[FulfilmentSystem, dict[str, Any]]] = []
+    audit: list[dict[str, Any]] = []
     for expiry in expiries:
         expiry.tasks_created_at = now
         made: list[str] = []
         for system in systems.get(expiry.tenant, []):
             if expiry.category not in system.categories:
                 continue
-            task = new_task(
+            task = fanout.task_row(
                 system,
                 type=RETENTION_ERASURE,
-                ref=expiry.id,
+                subject={"id": expiry.subject_id, "email": None, "name": None},
+                explanation=list(expiry.explanation),
+                now=now,
+                retention_ref=expiry.id,
                 category=expiry.category,
                 retention={
                     "policy_key": expiry.policy_key,
@@ -378,35 +348,32 @@ async def create_erasures(session: AsyncSession, now: datetime, batch: int = BAT
                     "subject_id": expiry.subject_id,
                     "expires_at": iso(expiry.expires_at),
                 },
-                subject={"id": expiry.subject_id, "email": None, "name": None},
-                explanation=list(expiry.explanation),
-                now=now,
             )
             held = legal_holds.covering(
                 holds_by_tenant.get(expiry.tenant, []), expiry.subject_id, expiry.category
             )
             if held:
-                hold(task, held)
-            session.add(task)
+                fanout.postpone(task, held, legal_holds.step(held, "postponed while "))
             created.append((system, task))
-            made.append(str(task.id))
-        trail.record(
-            session,
-            tenant=expiry.tenant,
-            actor="worker",
-            action="retention.expired",
-            object_type="retention_expiry",
-            object_id=expiry.id,
-            data={
-                "policy_key": expiry.policy_key,
-                "category": expiry.category,
-                "expires_at": iso(expiry.expires_at),
-                "tasks": made,
-            },
-            at=now,
+            made.append(str(task["id"]))
+        audit.append(
+            trail.entry(
+                tenant=expiry.tenant,
+                actor="worker",
+                action="retention.expired",
+                object_type="retention_expiry",
+                object_id=expiry.id,
+                data={
+                    "policy_key": expiry.policy_key,
+                    "category": expiry.category,
+                    "expires_at": iso(expiry.expires_at),
+                    "tasks": made,
+                },
+                at=now,
+            )
         )
     await session.flush()
-    await _send(session, created, now)
+    await _create(session, created, audit, now)
     await session.commit()
     return len(expiries)
 
@@ -414,49 +381,61 @@ async def create_erasures(session: AsyncSession, now: datetime, batch: int = BAT
 # ---- holds ---------------------------------------------------------------------------------
 
 
-async def wake_held(session: AsyncSession, tenant: str, now: datetime) -> None:
-    """A hold of the tenant ended: its held tasks are looked at again on the next round."""
+async def wake_held(session: AsyncSession, tenants: Iterable[str], now: datetime) -> None:
+    """Holds of these tenants ended: their held tasks are looked at again on the next round
+    (one UPDATE, however many tenants)."""
+    wanted = sorted(set(tenants))
+    if not wanted:
+        return
     await session.execute(
         update(FulfilmentTask)
-        .where(FulfilmentTask.tenant == tenant, FulfilmentTask.status == TaskStatus.held)
+        .where(FulfilmentTask.tenant.in_(wanted), FulfilmentTask.status == TaskStatus.held)
         .values(available_at=now)
         .execution_options(synchronize_session=False)
     )
 
 
 async def end_holds(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
-    """Commits. Holds whose `until` has passed are released by time, each audited."""
+    """Commits. Holds whose `until` has passed are released by time, each audited; the held
+    tasks of every tenant in the batch are woken together."""
     ended = (
         LegalHold.released_at.is_(None),
         LegalHold.until.is_not(None),
         LegalHold.until <= now,
     )
-    found = await session.scalar(select(select(LegalHold.id).where(*ended).exists()))
-    await session.rollback()
-    if found is not True:
+    pending = select(LegalHold.id).where(*ended).order_by(LegalHold.until)
+    if not await begin_batch(session, pending, LegalHold.__tablename__):
         return 0
-    if not is_postgres(session):
-        await take_write_lock(session, "legal_hold")
     rows = (
         await session.scalars(
-            select(LegalHold).where(*ended).limit(batch).with_for_update(skip_locked=True)
+            select(LegalHold)
+            .where(*ended)
+            .order_by(LegalHold.until)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
         )
     ).all()
+    if not rows:
+        await session.rollback()
+        return 0
+    audit: list[dict[str, Any]] = []
     for h in rows:
         h.released_at = h.until
         h.released_by = "until"
-        trail.record(
-            session,
-            tenant=h.tenant,
-            actor="worker",
-            action="hold.released",
-            object_type="legal_hold",
-            object_id=h.id,
-            data={"id": str(h.id), "by": "until", "until": iso(h.until)},
-            at=now,
+        audit.append(
+            trail.entry(
+                tenant=h.tenant,
+                actor="worker",
+                action="hold.released",
+                object_type="legal_hold",
+                object_id=h.id,
+                data={"id": str(h.id), "by": "until", "until": iso(h.until)},
+                at=now,
+            )
         )
-    for tenant in {h.tenant for h in rows}:
-        await wake_held(session, tenant, now)
+    await session.flush()
+    await trail.record_many(session, audit)
+    await wake_held(session, {h.tenant for h in rows}, now)
     await session.commit()
     return len(rows)
 
@@ -464,12 +443,9 @@ async def end_holds(session: AsyncSession, now: datetime, batch: int = BATCH) ->
 async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
     """Commits. Returns how many held tasks went back to pending."""
     waiting = (FulfilmentTask.status == TaskStatus.held, FulfilmentTask.available_at <= now)
-    found = await session.scalar(select(select(FulfilmentTask.id).where(*waiting).exists()))
-    await session.rollback()
-    if found is not True:
+    pending = select(FulfilmentTask.id).where(*waiting).order_by(FulfilmentTask.available_at)
+    if not await begin_batch(session, pending, FulfilmentTask.__tablename__):
         return 0
-    if not is_postgres(session):
-        await take_write_lock(session, "fulfilment_task")
     tasks = (
         await session.scalars(
             select(FulfilmentTask)
@@ -509,8 +485,7 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
         task.status = TaskStatus.pending
         task.available_at = now
         task.updated_at = now
-        step = Step("legal hold", None, "the legal hold ended: the task runs")
-        task.explanation = [*task.explanation, step.to_dict()]
+        task.explanation = [*task.explanation, legal_holds.ended_step().to_dict()]
         released += 1
         system = systems.get(task.system_id)
         job = fanout.job_row(system, task.tenant, task.id, now) if system is not None else None

@@ -426,14 +426,7 @@ class RetentionService:
                 held = legal_holds.covering(holds, subject_id, category)
                 if held:
                     state = "held"
-                    explanation = [
-                        *explanation,
-                        Step(
-                            "legal hold",
-                            "GDPR Art. 17(3)(e)",
-                            "kept while " + "; ".join(legal_holds.describe(h) for h in held),
-                        ).to_dict(),
-                    ]
+                    explanation = [*explanation, legal_holds.step(held, "kept while ").to_dict()]
                 items.append(
                     SubjectRetentionItem(
                         policy_key=pv.policy_key,
@@ -528,7 +521,7 @@ class RetentionService:
         h.released_at = now
         h.released_by = who.sub
         self._audit(who, "hold.released", h, now)
-        await jobs.wake_held(self.session, who.tenant, now)
+        await jobs.wake_held(self.session, [who.tenant], now)
         await self.uow.commit()
 
     def _audit(self, who: Principal, action: str, h: LegalHold, at: datetime) -> None:
