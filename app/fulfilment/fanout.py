@@ -211,6 +211,7 @@ def task_row(
         "overdue_at": None,
         "purge_after": None,
         "data_purged_at": None,
+        "delete_after": None,
         "retention_ref": retention_ref,
         "category": category,
         "retention": retention,

@@ -51,6 +51,15 @@ REPORTABLE = frozenset(
 # Claimable when due (`available_at`): pending, or leased with the lease run out.
 CLAIMABLE_SQL = "status IN ('pending', 'in_progress')"
 _OPEN_NOT_OVERDUE = "overdue_at IS NULL AND status IN ('pending', 'in_progress', 'failed')"
+# Finished: the system's last word is in (done, refused, or failed after its last attempt);
+# only an operator's retry reopens it.
+TASK_FINISHED_SQL = (
+    "(status IN ('completed', 'not_found', 'waived', 'refused') "
+    "OR (status = 'failed' AND retry_exhausted))"
+)
+# A finished task without a ticket (retention) whose deletion instant is not yet set; a
+# ticket's tasks go with their ticket.
+TASK_UNSCHEDULED_SQL = f"dsar_id IS NULL AND delete_after IS NULL AND {TASK_FINISHED_SQL}"
 # Task types of retention (DESIGN §14), beside the DSAR request types.
 RETENTION_SWEEP = "retention_sweep"
 RETENTION_ERASURE = "retention_erasure"
@@ -120,6 +129,21 @@ class FulfilmentTask(Base):
             postgresql_where=text("status = 'held'"),
             sqlite_where=text("status = 'held'"),
         ),
+        # The pruning of retention's tasks (app/pruning): finished ones to schedule, and
+        # those whose deletion instant is set, by kind.
+        Index(
+            "ix_fulfilment_task_unscheduled",
+            "updated_at",
+            postgresql_where=text(TASK_UNSCHEDULED_SQL),
+            sqlite_where=text(TASK_UNSCHEDULED_SQL),
+        ),
+        Index(
+            "ix_fulfilment_task_delete_after",
+            "type",
+            "delete_after",
+            postgresql_where=text("delete_after IS NOT NULL"),
+            sqlite_where=text("delete_after IS NOT NULL"),
+        ),
         Index(
             "ix_fulfilment_task_purge",
             "purge_after",
@@ -163,6 +187,10 @@ class FulfilmentTask(Base):
     retention_ref: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     category: Mapped[str | None] = mapped_column(String(64))
     retention: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A task without a ticket (retention): when its record is deleted, set by the worker once
+    # it finished (its policy's `records.dsar_kept_for` later); a retry clears it. A
+    # ticket's tasks have none: they go with their ticket.
+    delete_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The legal holds that postponed the task (kept after their release: the task was held).
     held_by: Mapped[list[str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -913,8 +913,10 @@ class FulfilmentService:
 
 def reopen(task: FulfilmentTask, now: datetime) -> None:
     """Back to pending, claimable now; the previous report is cleared (its digest stays in
-    the audit log)."""
+    the audit log), and so is a finished retention task's deletion instant (it is set again
+    once the task has finished anew, app/pruning)."""
     task.status = TaskStatus.pending
+    task.delete_after = None
     task.retry_exhausted = False
     task.available_at = now
     task.lease_until = None

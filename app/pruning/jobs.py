@@ -15,27 +15,38 @@ What goes, and when:
   closed (the worker first gives each closed ticket its `delete_after`, whichever path
   closed it, and notes the instant in the ticket's explanation);
 - `breach_incident`, with its notifications and history: once closed and past `keep_until`
-  (awareness + `breach.records_kept_for`; no period → kept).
+  (awareness + `breach.records_kept_for`; no period → kept);
+- retention's own records (DESIGN §14): a finished sweep or retention erasure is the evidence
+  that the service kept the policy's retention promise, kept as long as the records of
+  requests: `records.dsar_kept_for` after it finished (`rules.records.retention_delete_after`).
+  The worker first gives each finished task without a ticket its `delete_after` (and the step
+  in its explanation; a retry clears it), and each settled subject expiry (acted on, or
+  superseded) its own. Then `retention_sweep` goes with its task once past the task's
+  `delete_after`; `retention_expiry` with its erasure tasks once past its own and all of
+  theirs; `retention_event` with the last of its expiries. Never: a held, pending, in-progress
+  or retrying task, an expiry not yet acted on, an event with an expiry still kept (nor one
+  with no expiry at all: its rules keep the data indefinitely).
 
 Each call is one batch (`PRUNE_BATCH_SIZE` rows at most) in its own short transaction; it
 reads the rows through the partial index made for it (never a scan of a hot table) and takes
 them `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers share the work without
 waiting on each other or deleting a row twice (SQLite: the write lock, one writer at a time).
 Each batch appends one audit entry per tenant it touched: `data.pruned`, with the table, the
-kind, how many rows and the cutoff — ids of tickets, incidents and tasks, never a subject
-identifier. Audit entries themselves are never pruned, so the chain still verifies.
+kind, how many rows and the cutoff — ids of tickets, incidents, tasks, sweeps, expiries and
+events, never a subject identifier. Audit entries themselves are never pruned, so the chain
+still verifies.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, delete, exists, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
@@ -52,9 +63,20 @@ from app.core.idempotency import IdempotencyRecord, forget_where
 from app.dsar.models import UNSCHEDULED_SQL, DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
 from app.events.outbox import iso
-from app.fulfilment.models import FulfilmentTask, TaskStatus
+from app.fulfilment.models import (
+    RETENTION_SWEEP,
+    TASK_UNSCHEDULED_SQL,
+    FulfilmentTask,
+    TaskStatus,
+)
 from app.policies.models import PolicyVersion
-from app.rules.records import dsar_delete_after
+from app.retention.models import (
+    EXPIRY_UNSCHEDULED_SQL,
+    RetentionEvent,
+    RetentionExpiry,
+    RetentionSweep,
+)
+from app.rules.records import dsar_delete_after, retention_delete_after
 from app.webhooks.models import FINISHED_SQL, WebhookAttempt, WebhookDelivery
 
 ACTION = "data.pruned"
@@ -284,6 +306,26 @@ _SCHEDULE = (
 )
 
 
+PolicyRef = tuple[str, str, int]  # (tenant, policy key, version)
+
+
+async def _policies(
+    session: AsyncSession, refs: Iterable[PolicyRef]
+) -> dict[PolicyRef, Mapping[str, Any]]:
+    """The resolved rules of these policy versions, in one query (versions are never
+    deleted: a record always finds its own)."""
+    wanted = sorted(set(refs))
+    if not wanted:
+        return {}
+    pv = PolicyVersion
+    return {
+        (v.tenant, v.policy_key, v.version): v.resolved
+        for v in await session.scalars(
+            select(pv).where(tuple_(pv.tenant, pv.policy_key, pv.version).in_(wanted))
+        )
+    }
+
+
 async def schedule_tickets(session: AsyncSession, now: datetime, batch: int) -> int:
     """Closed tickets get their deletion instant from their policy version's
     `records.dsar_kept_for` (and the step that says so in their explanation)."""
@@ -303,14 +345,7 @@ async def schedule_tickets(session: AsyncSession, now: datetime, batch: int) -> 
     if not rows:
         await session.rollback()
         return 0
-    pv = PolicyVersion
-    wanted = sorted({(r.tenant, r.policy_key, r.policy_version) for r in rows})
-    resolved = {
-        (v.tenant, v.policy_key, v.version): v.resolved
-        for v in await session.scalars(
-            select(pv).where(tuple_(pv.tenant, pv.policy_key, pv.version).in_(wanted))
-        )
-    }
+    resolved = await _policies(session, [(r.tenant, r.policy_key, r.policy_version) for r in rows])
     changes: list[dict[str, Any]] = []
     for r in rows:
         policy = resolved.get((r.tenant, r.policy_key, r.policy_version))
@@ -483,6 +518,252 @@ async def incidents(
     return len(rows)
 
 
+# ---- retention's own records -------------------------------------------------------------------
+
+RULE_RETENTION = "records.dsar_kept_for"
+_TASKS = cast(Table, FulfilmentTask.__table__)
+_SCHEDULE_TASK = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("b_id"))
+    .values(
+        delete_after=bindparam("b_at"),
+        explanation=bindparam("b_explanation"),
+        version=_TASKS.c.version + 1,
+    )
+)
+_EXPIRIES = cast(Table, RetentionExpiry.__table__)
+_SCHEDULE_EXPIRY = (
+    update(_EXPIRIES)
+    .where(_EXPIRIES.c.id == bindparam("b_id"))
+    .values(delete_after=bindparam("b_at"))
+)
+
+
+def _task_policy(tenant: str, retention: Mapping[str, Any] | None) -> PolicyRef:
+    """The policy version a retention task acts for (its sweep's, or its expiry's)."""
+    ref = retention or {}
+    return (tenant, str(ref.get("policy_key")), int(ref.get("policy_version") or 0))
+
+
+async def schedule_retention_tasks(session: AsyncSession, now: datetime, batch: int) -> int:
+    """Finished tasks without a ticket (sweeps and retention erasures) get their deletion
+    instant: their policy version's `records.dsar_kept_for` after they finished, and the step
+    that says so in their explanation. When they finished is their last change: a finished
+    task changes no more (a subject's erasure renaming it can only move it later), until an
+    operator's retry reopens it and clears the instant."""
+    t = FulfilmentTask
+    unscheduled = select(t.id).where(text(TASK_UNSCHEDULED_SQL))
+    if not await begin_batch(session, unscheduled.order_by(t.updated_at), t.__tablename__):
+        return 0
+    rows = (
+        await session.execute(
+            select(t.id, t.tenant, t.retention, t.updated_at, t.explanation)
+            .where(text(TASK_UNSCHEDULED_SQL))
+            .order_by(t.updated_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        await session.rollback()
+        return 0
+    resolved = await _policies(session, [_task_policy(r.tenant, r.retention) for r in rows])
+    changes: list[dict[str, Any]] = []
+    for r in rows:
+        policy = resolved.get(_task_policy(r.tenant, r.retention))
+        if policy is None:  # a retention task always names its policy version
+            continue
+        at, step = retention_delete_after(policy, r.updated_at)
+        changes.append(
+            {"b_id": r.id, "b_at": at, "b_explanation": [*r.explanation, step.to_dict()]}
+        )
+    if changes:
+        await session.execute(_SCHEDULE_TASK, changes)
+    await session.commit()
+    return len(changes)
+
+
+async def schedule_retention_expiries(session: AsyncSession, now: datetime, batch: int) -> int:
+    """Settled subject expiries (acted on, or superseded) get their deletion instant: their
+    policy version's `records.dsar_kept_for` after they settled. Their erasure tasks keep
+    them longer if they finished later (`retention_expiries` waits for every one)."""
+    e = RetentionExpiry
+    unscheduled = select(e.id).where(text(EXPIRY_UNSCHEDULED_SQL))
+    if not await begin_batch(session, unscheduled.order_by(e.created_at), e.__tablename__):
+        return 0
+    rows = (
+        await session.execute(
+            select(
+                e.id, e.tenant, e.policy_key, e.policy_version, e.tasks_created_at, e.superseded_at
+            )
+            .where(text(EXPIRY_UNSCHEDULED_SQL))
+            .order_by(e.created_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        await session.rollback()
+        return 0
+    resolved = await _policies(session, [(r.tenant, r.policy_key, r.policy_version) for r in rows])
+    changes: list[dict[str, Any]] = []
+    for r in rows:
+        policy = resolved.get((r.tenant, r.policy_key, r.policy_version))
+        settled = r.superseded_at or r.tasks_created_at
+        if policy is None or settled is None:  # (the index holds settled expiries only)
+            continue
+        at, _ = retention_delete_after(policy, settled)
+        changes.append({"b_id": r.id, "b_at": at})
+    if changes:
+        await session.execute(_SCHEDULE_EXPIRY, changes)
+    await session.commit()
+    return len(changes)
+
+
+async def retention_sweeps(session: AsyncSession, now: datetime, batch: int) -> int:
+    """Sweeps whose task is past its `delete_after`, with the task (a sweep has exactly one:
+    it is created for one system, with its task, in one transaction)."""
+    t = FulfilmentTask
+    due = (t.type == RETENTION_SWEEP, t.delete_after.is_not(None), t.delete_after <= now)
+    pending = select(t.id).where(*due).order_by(t.delete_after)
+    if not await begin_batch(session, pending, t.__tablename__):
+        return 0
+    rows = (
+        await session.execute(
+            select(t.id, t.tenant, t.retention_ref)
+            .where(*due)
+            .order_by(t.delete_after)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        await session.rollback()
+        return 0
+    tasks = await _deleted(session, t, t.id.in_([r.id for r in rows]))
+    sweeps = (
+        await session.execute(
+            delete(RetentionSweep)
+            .where(RetentionSweep.id.in_([r.retention_ref for r in rows]))
+            .returning(RetentionSweep.tenant, RetentionSweep.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    ids = _by_tenant(sweeps)
+    _audit(
+        session,
+        Counter({k: len(v) for k, v in ids.items()}),
+        kind="retention_sweep",
+        table=RetentionSweep.__tablename__,
+        cutoff=now,
+        now=now,
+        rule=RULE_RETENTION,
+        ids=ids,
+        more={"tasks": tasks},
+    )
+    await session.commit()
+    return len(rows)
+
+
+async def retention_expiries(session: AsyncSession, now: datetime, batch: int) -> int:
+    """Subject expiries past their `delete_after` whose erasure tasks are all past theirs,
+    with those tasks; an event goes with the last of its expiries (one whose other expiry is
+    still kept stays, so that its record of the trigger outlives every consequence)."""
+    e, t = RetentionExpiry, FulfilmentTask
+    task_kept = exists().where(
+        t.retention_ref == e.id, or_(t.delete_after.is_(None), t.delete_after > now)
+    )
+    due = (e.delete_after.is_not(None), e.delete_after <= now, ~task_kept)
+    pending = select(e.id).where(*due).order_by(e.delete_after)
+    if not await begin_batch(session, pending, e.__tablename__):
+        return 0
+    rows = (
+        await session.execute(
+            select(e.id, e.tenant, e.event_id)
+            .where(*due)
+            .order_by(e.delete_after)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        await session.rollback()
+        return 0
+    # Their tasks, locked: an operator's retry now waits for this batch, and one that
+    # reopened a task before the lock leaves its expiry to a later round.
+    reopened = {
+        ref
+        for ref, at in (
+            await session.execute(
+                select(t.retention_ref, t.delete_after)
+                .where(t.retention_ref.in_([r.id for r in rows]))
+                .order_by(t.id)
+                .with_for_update()
+            )
+        ).all()
+        if at is None or at > now
+    }
+    # Their events, locked without waiting: an event another batch holds (a sibling
+    # expiry's, or its subject's erasure) leaves these expiries to a later round, so that the
+    # last of an event's expiries always sees the others gone.
+    events = set(
+        (
+            await session.scalars(
+                select(RetentionEvent.id)
+                .where(RetentionEvent.id.in_({r.event_id for r in rows if r.id not in reopened}))
+                .order_by(RetentionEvent.id)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )
+    rows = [r for r in rows if r.id not in reopened and r.event_id in events]
+    if not rows:
+        await session.rollback()
+        return 0
+    ids = [r.id for r in rows]
+    tasks = await _deleted(session, t, t.retention_ref.in_(ids))
+    await session.execute(
+        delete(e).where(e.id.in_(ids)).execution_options(synchronize_session=False)
+    )
+    ev = RetentionEvent
+    orphaned = (
+        await session.execute(
+            delete(ev)
+            .where(
+                ev.id.in_({r.event_id for r in rows}),
+                ~exists().where(RetentionExpiry.event_id == ev.id),
+            )
+            .returning(ev.tenant, ev.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    expiries = _by_tenant(rows)
+    events_by_tenant = _by_tenant(orphaned)
+    _audit(
+        session,
+        Counter({k: len(v) for k, v in expiries.items()}),
+        kind="retention_expiry",
+        table=e.__tablename__,
+        cutoff=now,
+        now=now,
+        rule=RULE_RETENTION,
+        ids=expiries,
+        more={"tasks": tasks, "events": Counter(r.tenant for r in orphaned)},
+    )
+    _audit(
+        session,
+        Counter({k: len(v) for k, v in events_by_tenant.items()}),
+        kind="retention_event",
+        table=ev.__tablename__,
+        cutoff=now,
+        now=now,
+        rule=RULE_RETENTION,
+        ids=events_by_tenant,
+    )
+    await session.commit()
+    return len(rows)
+
+
 # ---- the worker's list ----------------------------------------------------------------------
 
 
@@ -518,6 +799,18 @@ def phases(settings: Settings) -> list[Pruner]:
     def breaches(s: AsyncSession, now: datetime) -> Awaitable[int]:
         return incidents(s, now, n, ttl)
 
+    def schedule_tasks(s: AsyncSession, now: datetime) -> Awaitable[int]:
+        return schedule_retention_tasks(s, now, n)
+
+    def schedule_expiries(s: AsyncSession, now: datetime) -> Awaitable[int]:
+        return schedule_retention_expiries(s, now, n)
+
+    def sweeps(s: AsyncSession, now: datetime) -> Awaitable[int]:
+        return retention_sweeps(s, now, n)
+
+    def expiries(s: AsyncSession, now: datetime) -> Awaitable[int]:
+        return retention_expiries(s, now, n)
+
     return [
         Pruner("prune_idempotency", idem),
         Pruner("prune_deliveries", outbox_deliveries),
@@ -526,4 +819,8 @@ def phases(settings: Settings) -> list[Pruner]:
         Pruner("schedule_dsar_deletion", schedule),
         Pruner("prune_dsars", dsars),
         Pruner("prune_breaches", breaches),
+        Pruner("schedule_retention_task_deletion", schedule_tasks),
+        Pruner("schedule_retention_expiry_deletion", schedule_expiries),
+        Pruner("prune_retention_sweeps", sweeps),
+        Pruner("prune_retention_expiries", expiries),
     ]

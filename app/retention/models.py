@@ -12,6 +12,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime
 
+# Settled: acted on (its tasks were created) or superseded (a later occurrence of its event
+# replaced it, or its subject was erased), and its deletion instant not yet set.
+EXPIRY_UNSCHEDULED_SQL = (
+    "delete_after IS NULL AND (tasks_created_at IS NOT NULL OR superseded_at IS NOT NULL)"
+)
+
 
 class RetentionSweep(Base):
     """One system's sweep of one category on one local day of the policy's timezone: exactly
@@ -73,6 +79,20 @@ class RetentionExpiry(Base):
             postgresql_where=text("tasks_created_at IS NULL AND superseded_at IS NULL"),
             sqlite_where=text("tasks_created_at IS NULL AND superseded_at IS NULL"),
         ),
+        # the pruning (app/pruning): settled expiries to schedule, then those past their
+        # deletion instant
+        Index(
+            "ix_retention_expiry_unscheduled",
+            "created_at",
+            postgresql_where=text(EXPIRY_UNSCHEDULED_SQL),
+            sqlite_where=text(EXPIRY_UNSCHEDULED_SQL),
+        ),
+        Index(
+            "ix_retention_expiry_delete_after",
+            "delete_after",
+            postgresql_where=text("delete_after IS NOT NULL"),
+            sqlite_where=text("delete_after IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -89,6 +109,10 @@ class RetentionExpiry(Base):
     # a later occurrence of the same event replaced this one before it was acted on, or the
     # subject was erased
     superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when the expiry's record is deleted (with its tasks, and its event with the last of its
+    # expiries), set by the worker once it is settled: its policy's `records.dsar_kept_for`
+    # after it was acted on or superseded
+    delete_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select
 
 from app.breaches.models import BreachEvent, BreachIncident, BreachNotification
 from app.core.db import create_engine, create_sessionmaker
@@ -28,23 +24,9 @@ from app.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.conftest import MutableClock, make_settings, spotrak_body
 from tests.events.helpers import Receiver, subscribe, worker_for
 from tests.fulfilment.helpers import system, system_auth, tasks_of
-from tests.pruning.helpers import prune, pruned_entries, seal
+from tests.pruning.helpers import MICRO, assert_no_scan, explained, prune, pruned_entries, seal
 
-MICRO = timedelta(microseconds=1)
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
-HOT = (
-    "idempotency_record",
-    "outbox_event",
-    "webhook_delivery",
-    "webhook_attempt",
-    "fulfilment_task",
-    "dsar_ticket",
-    "dsar_event",
-    "breach_incident",
-    "breach_notification",
-    "breach_event",
-    "reminder_sent",
-)
 
 
 async def _count(app: FastAPI, model: Any, *where: Any) -> int:
@@ -72,55 +54,6 @@ async def _dsar(
 
 def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
-
-
-# ---- EXPLAIN: every statement of a batch reads an index, never a hot table ----------------
-
-
-@asynccontextmanager
-async def explained(
-    database_url: str,
-) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], list[str]]]:
-    """A sessionmaker whose every SELECT/UPDATE/DELETE is EXPLAINed first (PostgreSQL: with
-    sequential scans disabled, so the plan shows whether an index path exists at all — on a
-    test-sized table the planner would otherwise rightly prefer a scan; SQLite: EXPLAIN
-    QUERY PLAN)."""
-    engine = create_engine(database_url)
-    plans: list[str] = []
-    is_pg = database_url.startswith("postgresql")
-
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _explain(
-        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        head = statement.lstrip().split(None, 1)[0].upper()
-        if many or head not in ("SELECT", "UPDATE", "DELETE") or "SET rowid = rowid" in statement:
-            return  # (SQLite's write lock: an UPDATE of no row)
-        if is_pg:
-            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).fetchall()
-            plans.append("\n".join(str(r[0]) for r in rows))
-        else:
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
-            plans.append("\n".join(str(r[-1]) for r in rows))
-
-    try:
-        yield create_sessionmaker(engine), plans
-    finally:
-        await engine.dispose()
-
-
-def assert_no_scan(plans: list[str], *indexes: str) -> None:
-    """No plan reads a hot table whole; on PostgreSQL the batch's own index serves it (SQLite,
-    without statistics, may pick another index of the table: still a search, not a scan)."""
-    text = "\n".join(plans)
-    assert "Index" in text or "SEARCH" in text, plans  # the batch's statements were explained
-    for table in HOT:
-        assert not re.search(rf"Seq Scan on {table}\b", text), text
-        assert not re.search(rf"^SCAN {table}$", text, re.MULTILINE), text
-    if "Index" in text:  # PostgreSQL's plans
-        for index in indexes:
-            assert index in text, (index, plans)
 
 
 # ---- idempotency ------------------------------------------------------------------------
