@@ -34,8 +34,10 @@ EventType = Literal[
     "webhook.disabled",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
-# Sent only by POST /v1/webhooks/{id}/ping, to that one subscription.
-PING = "webhook.ping"
+# Sent only by POST /v1/webhooks/{id}/ping, to that one subscription: not a type a
+# subscription asks for.
+PingType = Literal["webhook.ping"]
+PING: Final[PingType] = "webhook.ping"
 # A push system's job (DESIGN §13): addressed to that system only, never fanned out.
 TASK_JOB: EventType = "task.created"
 # A receiver answered 410 Gone and its subscription (or a push system's job endpoint) was
@@ -49,7 +51,7 @@ _TABLE = cast(Table, OutboxEvent.__table__)
 
 def row(
     tenant: str,
-    type: EventType,
+    type: EventType | PingType,
     data: dict[str, Any],
     at: datetime,
     *,
@@ -58,8 +60,9 @@ def row(
     """One event's column values. `data` carries ids, dates and states, and what a receiver
     needs to act (`consent.changed` names the subject and purpose); never an e-mail or free
     text. Subject erasure rewrites a subject id found here to its pseudonym. `dispatched_at`
-    marks an event whose one delivery the writer adds itself (a push system's job): the
-    worker's fan-out to the webhooks then leaves it alone."""
+    marks an event whose one delivery the writer adds itself (a push system's job, a ping;
+    app/webhooks/repository.py `emit_addressed`): the worker's fan-out to the webhooks then
+    leaves it alone."""
     return {
         "tenant": tenant,
         "type": type,

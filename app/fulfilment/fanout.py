@@ -2,7 +2,8 @@
 
 - entering `in_progress`: one task per active system handling the type (`create_tasks`),
   with its due instant from the rules module, a `task.created` event, and for a push
-  system its signed job through the outbox delivery machinery (`send_jobs`);
+  system its signed job through the outbox delivery machinery (`job_row`, sent with
+  app/webhooks/repository.py `emit_addressed`);
 - completing: refused while a task is open (`check_completion`);
 - closing: the results' deletion date, and open tasks of a rejected or withdrawn request
   waived (`on_closed`).
@@ -42,11 +43,10 @@ from app.retention import holds as legal_holds
 from app.retention.models import LegalHold
 from app.rules.explain import Step
 from app.rules.fulfilment import TaskDue, purge_after, task_due
-from app.webhooks.models import DeliveryStatus, WebhookDelivery
+from app.webhooks.repository import emit_addressed
 
-# Rows written as column values (`create_tasks`, `send_jobs`): the tables' INSERT.
+# Rows written as column values (`task_row`, `insert_tasks`): the table's INSERT.
 _TASK = cast(Table, FulfilmentTask.__table__)
-_DELIVERY = cast(Table, WebhookDelivery.__table__)
 
 
 class DsarTasksOpen(Conflict):
@@ -163,7 +163,9 @@ def job_row(
     """A push system's `task.created` job, as an outbox row addressed to the system's
     endpoint only (dispatched already: never fanned out to webhooks); None for a pull
     system. The event holds ids only; the worker reads the task when it sends the job
-    (`job_body`), so the body is current and no subject identifier is kept in the outbox."""
+    (`job_body`), so the body is current and no subject identifier is kept in the outbox.
+    Sent, with its delivery, by `emit_addressed`, which leaves out the jobs of an endpoint
+    disabled by a 410 Gone."""
     if system.mode != DeliveryMode.push or system.subscription_id is None:
         return None
     data = {"task_id": str(task_id), "report_url": report_path(task_id)}
@@ -238,35 +240,6 @@ async def insert_tasks(session: AsyncSession, tasks: Sequence[dict[str, Any]]) -
         await session.execute(insert(_TASK), list(tasks))
 
 
-async def send_jobs(
-    session: AsyncSession,
-    events: Sequence[dict[str, Any]],
-    jobs: Sequence[tuple[dict[str, Any], uuid.UUID]],
-    now: datetime,
-) -> None:
-    """Outbox rows (`events`), and push systems' jobs (`job_row`, each with the system's
-    subscription) with their deliveries: the events and jobs in one INSERT, the deliveries
-    in a second (they reference the jobs' ids)."""
-    ids = await outbox.emit_many(session, [*events, *(job for job, _ in jobs)])
-    if not jobs:
-        return
-    deliveries = [
-        {
-            "id": new_id(),
-            "tenant": job["tenant"],
-            "subscription_id": subscription_id,
-            "event_id": event_id,
-            "event_type": TASK_JOB,
-            "status": DeliveryStatus.pending,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for (job, subscription_id), event_id in zip(jobs, ids[len(events) :], strict=True)
-    ]
-    await session.execute(insert(_DELIVERY), deliveries)
-
-
 async def create_tasks(
     session: AsyncSession,
     ticket: DsarTicket,
@@ -339,7 +312,7 @@ async def create_tasks(
             assert system.subscription_id is not None
             jobs.append((job, system.subscription_id))
     await insert_tasks(session, tasks)
-    await send_jobs(session, events, jobs, now)
+    await emit_addressed(session, events, jobs, now)
     trail.record(
         session,
         tenant=ticket.tenant,

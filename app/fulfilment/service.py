@@ -75,6 +75,7 @@ from app.rules import fulfilment as rules
 from app.webhooks import signing
 from app.webhooks.delivery import backoff
 from app.webhooks.models import WebhookSubscription
+from app.webhooks.repository import emit_addressed
 from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 
 DATA_TYPES = frozenset({"access", "portability"})
@@ -424,9 +425,11 @@ class FulfilmentService:
                     current.url = body.delivery.url
                     if current.disabled_at is not None:
                         # Its receiver had answered 410 Gone; a URL given again re-enables it
-                        # and the system's open tasks get their jobs again.
+                        # and the system's open tasks get their jobs again (flushed first:
+                        # `emit_addressed` leaves out what it reads as disabled).
                         current.disabled_at = None
                         system.mode = DeliveryMode.push
+                        await self.session.flush()
                         await self._resend_jobs(system, now)
                 else:
                     sub, secret = self._endpoint(who, system.key, body.delivery.url, now)
@@ -468,7 +471,7 @@ class FulfilmentService:
             if (job := fanout.job_row(system, t.tenant, t.id, now)) is not None
             and system.subscription_id is not None
         ]
-        await fanout.send_jobs(self.session, [], jobs, now)
+        await emit_addressed(self.session, [], jobs, now)
 
     async def rotate_secret(self, who: Principal, key: str) -> SystemSecretRotated:
         now = self.clock()
@@ -937,4 +940,4 @@ async def send_job_again(session: AsyncSession, task: FulfilmentTask, now: datet
     job = fanout.job_row(system, task.tenant, task.id, now)
     if job is not None:
         assert system.subscription_id is not None
-        await fanout.send_jobs(session, [], [(job, system.subscription_id)], now)
+        await emit_addressed(session, [], [(job, system.subscription_id)], now)

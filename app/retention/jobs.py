@@ -52,6 +52,7 @@ from app.policies.repository import PolicyRepository
 from app.retention import holds as legal_holds
 from app.retention.models import LegalHold, RetentionExpiry, RetentionSweep
 from app.rules.retention import SweepCutoff, sweep_cutoff, sweepable
+from app.webhooks.repository import emit_addressed
 
 BATCH = 200
 NO_SUBJECT = {"id": None, "email": None, "name": None}
@@ -68,7 +69,7 @@ async def _create(
 ) -> None:
     """The new tasks (`fanout.task_row`) in one INSERT, their audit entries in another, then
     `task.created` for each and a push system's job for each runnable one (the events and
-    jobs in one INSERT, the jobs' deliveries in another: `fanout.send_jobs`)."""
+    jobs in one INSERT, the jobs' deliveries in another: `emit_addressed`)."""
     await fanout.insert_tasks(session, [task for _, task in created])
     await trail.record_many(session, audit)
     events = [
@@ -82,7 +83,7 @@ async def _create(
             if job is not None:
                 assert system.subscription_id is not None
                 jobs.append((job, system.subscription_id))
-    await fanout.send_jobs(session, events, jobs, now)
+    await emit_addressed(session, events, jobs, now)
 
 
 # ---- sweeps ------------------------------------------------------------------------------
@@ -501,6 +502,6 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
             data={**fanout.task_facts(task), "held_by": list(task.held_by or [])},
             at=now,
         )
-    await fanout.send_jobs(session, [], jobs, now)
+    await emit_addressed(session, [], jobs, now)
     await session.commit()
     return released

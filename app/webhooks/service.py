@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,8 @@ from app.core.ids import new_id
 from app.core.pagination import decode_keyset_cursor, keyset, page_of
 from app.core.secretbox import Keyring
 from app.core.security import Principal
-from app.events.models import OutboxEvent
 from app.events.outbox import PING, iso
+from app.events.outbox import row as outbox_row
 from app.webhooks import signing
 from app.webhooks.models import (
     DeliveryStatus,
@@ -29,7 +30,7 @@ from app.webhooks.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from app.webhooks.repository import WebhookRepository
+from app.webhooks.repository import WebhookRepository, emit_addressed
 from app.webhooks.schemas import (
     AttemptRead,
     WebhookCreate,
@@ -76,20 +77,26 @@ def to_read(sub: WebhookSubscription) -> WebhookRead:
     )
 
 
-def delivery_read(d: WebhookDelivery, attempts: Sequence[WebhookAttempt]) -> WebhookDeliveryRead:
+def delivery_read(
+    d: WebhookDelivery | Mapping[str, Any], attempts: Sequence[WebhookAttempt]
+) -> WebhookDeliveryRead:
+    """A delivery (or the column values of one just inserted: a ping's) as the API shows it."""
+    get: Callable[[str], Any] = (
+        d.get if isinstance(d, Mapping) else functools.partial(getattr, d)
+    )
     return WebhookDeliveryRead(
-        id=d.id,
-        webhook_id=d.subscription_id,
-        message_id=message_id(d.id),
-        event_id=d.event_id,
-        event_type=d.event_type,
-        status=d.status,
-        attempt_count=d.attempts,
-        next_attempt_at=d.next_attempt_at,
-        last_status_code=d.last_status_code,
-        last_error=d.last_error,
-        delivered_at=d.delivered_at,
-        created_at=d.created_at,
+        id=get("id"),
+        webhook_id=get("subscription_id"),
+        message_id=message_id(get("id")),
+        event_id=get("event_id"),
+        event_type=get("event_type"),
+        status=get("status"),
+        attempt_count=get("attempts"),
+        next_attempt_at=get("next_attempt_at"),
+        last_status_code=get("last_status_code"),
+        last_error=get("last_error"),
+        delivered_at=get("delivered_at"),
+        created_at=get("created_at"),
         attempts=[AttemptRead.model_validate(a, from_attributes=True) for a in attempts],
     )
 
@@ -198,35 +205,16 @@ class WebhookService:
         """Queue a `webhook.ping` to this subscription only; the worker sends it (nothing is
         sent from a request). The delivery's outcome shows in the deliveries list."""
         sub = await self._subscription(who, webhook_id)
+        gone = f"Webhook {webhook_id} is disabled: its receiver answered 410 Gone"
         if sub.disabled_at is not None:
-            raise WebhookDisabled(
-                f"Webhook {webhook_id} is disabled: its receiver answered 410 Gone",
-                disabled_at=iso(sub.disabled_at),
-            )
+            raise WebhookDisabled(gone, disabled_at=iso(sub.disabled_at))
         now = self.clock()
-        event = OutboxEvent(
-            tenant=who.tenant,
-            type=PING,
-            data={"webhook_id": str(sub.id)},
-            created_at=now,
-            dispatched_at=now,  # fanned out here, to this one subscription
-        )
-        self.session.add(event)
-        await self.session.flush()
-        delivery = WebhookDelivery(
-            id=new_id(),
-            tenant=who.tenant,
-            subscription_id=sub.id,
-            event_id=event.id,
-            event_type=PING,
-            status=DeliveryStatus.pending,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        self.session.add(delivery)
-        await self.session.flush()
-        read = delivery_read(delivery, [])
+        # addressed to this one subscription: its delivery is written beside the event
+        event = outbox_row(who.tenant, PING, {"webhook_id": str(sub.id)}, now, dispatched_at=now)
+        queued = await emit_addressed(self.session, [], [(event, sub.id)], now)
+        if not queued:  # disabled between the read above and the insert
+            raise WebhookDisabled(gone)
+        read = delivery_read(queued[0], [])
         await self.session.commit()
         return read
 

@@ -14,11 +14,18 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.audit.models import AuditEntry
-from app.webhooks.delivery import DISABLED_ERROR
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
 from tests.conftest import MutableClock, auth_headers
 from tests.events.helpers import Received, Receiver, subscribe, worker_for
-from tests.fulfilment.helpers import AFTER_RECEIPT, policy, start, system, tasks_of, ticket
+from tests.fulfilment.helpers import (
+    AFTER_RECEIPT,
+    outbox,
+    policy,
+    start,
+    system,
+    tasks_of,
+    ticket,
+)
 
 
 async def _dsar(client: httpx.AsyncClient, auth: dict[str, str], n: int = 0) -> dict[str, Any]:
@@ -210,7 +217,7 @@ async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a
 ) -> None:
     await policy(client, auth)
     async with Receiver(default=410) as gone, Receiver() as fresh:
-        await system(client, auth, "vendor", delivery={"mode": "push", "url": gone.url})
+        vendor = await system(client, auth, "vendor", delivery={"mode": "push", "url": gone.url})
         t = await ticket(client, auth)
         await start(client, auth, t["id"])
         async with worker_for(app) as worker:
@@ -221,26 +228,44 @@ async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a
         assert read["active"] is True  # tasks are still created and wait: nothing skipped
         (task,) = await tasks_of(client, auth, t["id"])
         assert task["status"] == "pending"
-        # a task created meanwhile gets a job that is stopped, never sent
+        # tasks created meanwhile, by a request and by a retention sweep, are there to see,
+        # but no job is written for them: nothing would send it
         t2 = await ticket(client, auth, n=2)
         await start(client, auth, t2["id"])
         (task2,) = await tasks_of(client, auth, t2["id"])
+        assert task2["status"] == "pending"
+        r = await client.patch(
+            "/v1/systems/vendor",
+            headers=auth,
+            json={"categories": ["business_data", "technical_logs"]},
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post("/v1/retention/sweeps/run", headers=auth, json={})
+        assert r.status_code == 200, r.text
+        (sweep,) = r.json()["items"]
+        assert sweep["system"] == "vendor"
+        assert sweep["status"] == "pending"
         async with worker_for(app) as worker:
             await worker.run_once()
         assert len(gone.requests) == 1
-        async with app.state.sessionmaker() as session:
-            jobs = (
-                await session.scalars(
-                    select(WebhookDelivery).where(
-                        WebhookDelivery.tenant == tenant,
-                        WebhookDelivery.event_type == "task.created",
+
+        async def jobs() -> list[WebhookDelivery]:
+            async with app.state.sessionmaker() as session:
+                return list(
+                    await session.scalars(
+                        select(WebhookDelivery).where(
+                            WebhookDelivery.tenant == tenant,
+                            WebhookDelivery.event_type == "task.created",
+                        )
                     )
                 )
-            ).all()
-        assert len(jobs) == 2
-        assert {j.status for j in jobs} == {DeliveryStatus.failed}
-        assert {j.last_error for j in jobs} >= {DISABLED_ERROR}
-        # a new URL re-enables the endpoint and resends the open tasks' jobs
+
+        (first,) = await jobs()  # the one the receiver answered 410 to
+        assert (first.status, first.last_status_code) == (DeliveryStatus.failed, 410)
+        addressed = await outbox(app.state.sessionmaker, tenant, "task.created")
+        assert [e["task_id"] for e in addressed if "task_id" in e] == [task["id"]]
+        # a new URL re-enables the endpoint and sends every open task's job, those of the
+        # tasks created while it was disabled included
         r = await client.patch(
             "/v1/systems/vendor",
             headers=auth,
@@ -250,10 +275,11 @@ async def test_a_push_endpoint_answering_410_is_disabled_until_the_system_gets_a
         assert r.json()["delivery"]["disabled_at"] is None
         async with worker_for(app) as worker:
             await worker.run_once()
-        assert sorted(j.json()["data"]["task"]["id"] for j in fresh.requests) == sorted(
-            [task["id"], task2["id"]]
-        )
+        sent = sorted(j.json()["data"]["task"]["id"] for j in fresh.requests)
+        assert sent == sorted([task["id"], task2["id"], sweep["task_id"]])
+        assert all(j.verifies(vendor["secret"]) for j in fresh.requests)
         assert len(gone.requests) == 1
+        assert {j.status for j in await jobs()} == {DeliveryStatus.failed, DeliveryStatus.succeeded}
 
 
 async def test_two_rotations_at_once_keep_both_new_secrets_signing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 
 import httpx
 import pytest
@@ -127,6 +128,19 @@ async def test_ping_is_queued_then_delivered_signed_to_a_real_receiver(
         assert queued["status"] == "pending"
         assert queued["event_type"] == "webhook.ping"
         assert queued["attempts"] == []
+        # the response is the delivery as the deliveries list shows it, every field
+        r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+        assert r.json()["items"] == [queued]
+        assert queued["webhook_id"] == hook["id"]
+        assert queued["message_id"] == f"msg_{uuid.UUID(queued['id']).hex}"
+        assert isinstance(queued["event_id"], int)
+        assert queued["attempt_count"] == 0
+        assert queued["next_attempt_at"] == queued["created_at"]
+        assert (queued["last_status_code"], queued["last_error"], queued["delivered_at"]) == (
+            None,
+            None,
+            None,
+        )
         async with worker_for(app) as worker:  # type: ignore[arg-type]
             await worker.run_once()
         assert len(rx.requests) == 1
