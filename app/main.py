@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
                 keyring=secrets,
                 clock=clock,
                 on_attempt=lambda s: app.state.metrics.webhook_attempts.labels(s.value).inc(),
+                on_secret_unreadable=app.state.metrics.webhook_secret_unreadable.inc,
             )
             task = asyncio.create_task(worker.run_forever(stop), name="worker")
         app.state.worker_task = task

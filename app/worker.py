@@ -72,6 +72,7 @@ class Worker:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: Callable[[], float] = random.random,
         on_attempt: Callable[[DeliveryStatus], None] | None = None,
+        on_secret_unreadable: Callable[[int], None] | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -80,6 +81,8 @@ class Worker:
         self.clock = clock
         self.rng = rng
         self.on_attempt = on_attempt
+        # deliveries held back because the keyring opens no signing secret of theirs
+        self.on_secret_unreadable = on_secret_unreadable
         self.allow = settings.webhook_allow_host_set
         self.lease = timedelta(seconds=settings.webhook_timeout_seconds + 30)
         # what each domain reminds of (app/events/reminders.py claims them exactly once)
@@ -187,7 +190,12 @@ class Worker:
         async def take(session: AsyncSession) -> int:
             claimed.extend(
                 await delivery.claim(
-                    session, now, self.lease, self.keyring, enrich=jobs.job_bodies
+                    session,
+                    now,
+                    self.lease,
+                    self.keyring,
+                    enrich=jobs.job_bodies,
+                    on_unreadable=self.on_secret_unreadable,
                 )
             )
             return len(claimed)

@@ -76,6 +76,13 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.webhook_secret_unreadable = Counter(
+            "webhook_secret_unreadable",
+            "Deliveries this process's worker held back because no configured key opens their "
+            "signing secret (SECRETS_KEY changed without the old key in SECRETS_KEY_OLD): not "
+            "sent, attempt not counted, claimed again later",
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # The labelled children are looked up once per (method, route, status): `labels()`

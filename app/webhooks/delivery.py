@@ -15,7 +15,10 @@
   claim stops any delivery still addressed to it, and a `webhook.disabled` event (audited,
   and delivered to the tenant's other subscriptions that asked for it) says so.
 - Signing secrets are stored sealed (app/core/secretbox.py) and opened at claim time; during
-  a rotation's overlap a message carries the new and the previous signature.
+  a rotation's overlap a message carries the new and the previous signature. A secret no
+  configured key opens is the service's configuration at fault, not the receiver: the
+  delivery is not sent, its attempt is given back, it waits `UNREADABLE_RETRY` and an error
+  line names SECRETS_KEY_OLD.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ CLAIM_BATCH = 50
 GONE = 410
 DISABLED_ERROR = "subscription disabled: the receiver answered 410 Gone"
 UNREADABLE_ERROR = "signing secret unreadable: check SECRETS_KEY and SECRETS_KEY_OLD"
+# How long a delivery whose secret no key opens waits before it is claimed again. Fixed, not
+# the attempt's backoff: the attempt is not counted, and what cures it (processes restarted
+# with the sealing key in SECRETS_KEY_OLD, or the receiver's secret rotated) does not grow
+# likelier with time. Five minutes bounds the delay once it is cured, and the error line to
+# one per subscription and worker every five minutes while it is not.
+UNREADABLE_RETRY = timedelta(minutes=5)
 # The audit actor of what the worker decides by itself.
 WORKER_ACTOR = "worker"
 
@@ -133,8 +142,8 @@ class Claimed:
     tenant: str
     attempt: int
     url: str
-    # The current secret first, then the previous one during a rotation's overlap; empty
-    # when the keyring could not open them (the attempt then fails without sending).
+    # The current secret first, then the previous one during a rotation's overlap (a
+    # delivery whose secrets do not open is never claimed: see `claim`).
     secrets: tuple[str, ...] = field(repr=False)  # never in a log line or a traceback
     event_type: str
     event_at: datetime
@@ -161,9 +170,12 @@ async def claim(
     keyring: Keyring,
     batch: int = CLAIM_BATCH,
     enrich: Enrich | None = None,
+    on_unreadable: Callable[[int], None] | None = None,
 ) -> list[Claimed]:
     """Take up to `batch` due deliveries for this worker. Commits. A delivery whose
-    subscription was disabled (410 Gone) is stopped here, not sent."""
+    subscription was disabled (410 Gone) is stopped here, not sent. One whose signing
+    secret the keyring cannot open is not taken either (`_defer`; `on_unreadable` hears how
+    many)."""
     due = (
         select(WebhookDelivery.id)
         .where(
@@ -204,6 +216,7 @@ async def claim(
             WebhookSubscription.previous_secret_ciphertext,
             WebhookSubscription.previous_secret_until,
             WebhookSubscription.disabled_at,
+            WebhookSubscription.system_key,
         )
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
@@ -211,18 +224,17 @@ async def claim(
     )
     claimed: list[Claimed] = []
     stopped: list[uuid.UUID] = []
+    unreadable: dict[uuid.UUID, _Unreadable] = {}
     for r in details:
         if r[10] is not None:
             stopped.append(r[0])
             continue
         try:
             secrets = tuple(signing.valid_secrets(keyring, r[7], r[3], r[8], r[9], now))
-        except SecretUnreadable:
-            log.warning(
-                "webhook secret unreadable",
-                extra={"subscription_id": str(r[7]), "tenant": r[1]},
-            )
-            secrets = ()
+        except SecretUnreadable as exc:
+            found = unreadable.setdefault(r[7], _Unreadable(r[1], r[11], str(exc)))
+            found.deliveries.append(r[0])
+            continue
         claimed.append(
             Claimed(
                 delivery_id=r[0],
@@ -238,10 +250,59 @@ async def claim(
         )
     if stopped:
         await _stop(session, WebhookDelivery.id.in_(stopped))
+    if unreadable:
+        await _defer(session, unreadable, now)
+        if on_unreadable is not None:
+            on_unreadable(sum(len(u.deliveries) for u in unreadable.values()))
     if enrich is not None:
         claimed = await enrich(session, claimed)
     await session.commit()
     return claimed
+
+
+@dataclass(slots=True)
+class _Unreadable:
+    """A subscription whose signing secret the keyring could not open, in one claim."""
+
+    tenant: str
+    system: str | None
+    reason: str  # SecretUnreadable's: the key id, never the value
+    deliveries: list[uuid.UUID] = field(default_factory=list)
+
+
+async def _defer(
+    session: AsyncSession, unreadable: dict[uuid.UUID, _Unreadable], now: datetime
+) -> None:
+    """Deliveries whose signing secret no configured key opens: not sent, and not charged to
+    the receiver. The claim's attempt is given back (in the claim's transaction, so no other
+    worker ever sees it counted), the delivery stays pending and is claimed again after
+    UNREADABLE_RETRY; `last_error` says why meanwhile. An error line per subscription names
+    the cure."""
+    ids = [d for u in unreadable.values() for d in u.deliveries]
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .values(
+            attempts=WebhookDelivery.attempts - 1,
+            next_attempt_at=now + UNREADABLE_RETRY,
+            last_error=UNREADABLE_ERROR,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for subscription_id, u in unreadable.items():
+        log.error(
+            "webhook signing secret unreadable: no configured key opens it. Deliveries wait "
+            "(attempts not counted); put the key that sealed it in SECRETS_KEY_OLD, or rotate "
+            "the receiver's secret",
+            extra={
+                "subscription_id": str(subscription_id),
+                "tenant": u.tenant,
+                "system": u.system,
+                "deliveries": len(u.deliveries),
+                "reason": u.reason,
+                "retry_in_s": int(UNREADABLE_RETRY.total_seconds()),
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +325,6 @@ async def send(
     def done(status: int | None, error: str | None) -> Outcome:
         return Outcome(status, error, int((time.perf_counter() - started) * 1000))
 
-    if not item.secrets:
-        return done(None, UNREADABLE_ERROR)
     try:
         await resolve_check(item.url, allow, strict=True)
     except UnsafeUrl as exc:

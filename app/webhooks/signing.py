@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from app.core.secretbox import Keyring
+from app.core.secretbox import Keyring, SecretUnreadable
 
 PREFIX = "whsec_"
 KEY_BYTES = 24
@@ -50,10 +50,17 @@ def issue(sub: HasSecrets, keyring: Keyring) -> str:
 
 def rotate(sub: HasSecrets, keyring: Keyring, now: datetime, overlap: timedelta) -> str:
     """A new secret; the one it replaces keeps signing beside it until now + `overlap` (a
-    secret replaced earlier and still in its overlap is dropped: two at most)."""
+    secret replaced earlier and still in its overlap is dropped: two at most). A replaced
+    secret that no configured key opens (SECRETS_KEY lost) is not kept: it cannot sign, and
+    kept it would hold every delivery back until the overlap ends."""
     current = sub.secret_ciphertext
+    try:
+        keyring.open(current, secret_context(sub.id))
+        readable = True
+    except SecretUnreadable:
+        readable = False
     secret = issue(sub, keyring)
-    if overlap > timedelta(0):
+    if overlap > timedelta(0) and readable:
         sub.previous_secret_ciphertext = current
         sub.previous_secret_until = now + overlap
     return secret

@@ -4,19 +4,26 @@ with backoff, failure after the limit, and two workers racing (each attempt exac
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.core.db import create_engine, create_sessionmaker
+from app.core.logging import JsonFormatter
+from app.core.secretbox import Keyring
+from app.webhooks.delivery import UNREADABLE_ERROR, UNREADABLE_RETRY
 from app.webhooks.models import WebhookAttempt
 from app.worker import Worker
-from tests.conftest import spotrak_body
+from tests.conftest import TEST_SECRETS_KEY, spotrak_body
 from tests.events.helpers import Receiver, now, subscribe, worker_for
+
+NEW_KEY = "a-secrets-key-that-replaced-the-old-one-" + "r" * 20
 
 
 async def _policy(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -278,4 +285,70 @@ async def test_an_outcome_recorded_after_the_lease_passed_to_another_attempt_is_
             assert row.last_status_code == 500
             assert row.delivered_at is None
             assert row.next_attempt_at == later + timedelta(seconds=30)
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_a_secret_no_key_opens_holds_the_delivery_back_without_charging_the_receiver(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    app: FastAPI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SECRETS_KEY replaced without the old key in SECRETS_KEY_OLD: the service's
+    configuration is at fault, not the receiver. The delivery is not sent, no attempt is
+    counted however many rounds pass, it waits UNREADABLE_RETRY between tries, an error line
+    (and the counter) says why; once the old key is back in the keyring it goes out as its
+    first attempt."""
+    caplog.set_level(logging.INFO, logger="app.webhooks")
+    await _policy(client, auth)
+    settings = app.state.settings.model_copy(update={"webhook_max_attempts": 2})
+    # sealed under TEST_SECRETS_KEY by the API; this keyring has only the new key
+    new_key_only = Keyring(NEW_KEY)
+    held: list[int] = []
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        await _dsar(client, auth, n=7)
+        at = now()
+        async with Worker(
+            app.state.sessionmaker,
+            settings,
+            keyring=new_key_only,
+            clock=app.state.clock,
+            on_secret_unreadable=held.append,
+        ) as worker:
+            for _ in range(settings.webhook_max_attempts + 2):
+                await worker.run_once(at)
+                # not claimed again before its retry instant
+                await worker.run_once(at + UNREADABLE_RETRY - timedelta(seconds=1))
+                at += UNREADABLE_RETRY
+        assert rx.requests == []
+        r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+        [d] = r.json()["items"]
+        assert d["status"] == "pending"
+        assert d["attempt_count"] == 0
+        assert d["attempts"] == []
+        assert d["last_error"] == UNREADABLE_ERROR
+        assert d["last_status_code"] is None
+        assert datetime.fromisoformat(d["next_attempt_at"]) == at
+        lines = [r for r in caplog.records if getattr(r, "subscription_id", None) == hook["id"]]
+        assert len(lines) == settings.webhook_max_attempts + 2  # one per try, none between
+        for line in lines:
+            assert line.levelno == logging.ERROR
+            assert "SECRETS_KEY_OLD" in line.getMessage()
+            assert line.deliveries == 1  # type: ignore[attr-defined]
+            formatted = JsonFormatter().format(line)
+            assert "user-7" not in formatted
+            assert "person7@" not in formatted
+            assert "whsec_" not in formatted
+        assert sum(held) >= len(lines)
+
+        # the old key in SECRETS_KEY_OLD: the delivery goes out, as its first attempt
+        async with worker_for(app, keyring=Keyring(NEW_KEY, [TEST_SECRETS_KEY])) as worker:
+            await worker.run_once(at)
+        [got] = rx.requests
+        assert got.verifies(hook["secret"])
+        r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+        [d] = r.json()["items"]
+        assert (d["status"], d["attempt_count"]) == ("succeeded", 1)
+        assert [a["attempt"] for a in d["attempts"]] == [1]
         await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)

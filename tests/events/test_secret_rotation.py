@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.audit.models import AuditEntry
-from app.webhooks.models import DeliveryStatus, WebhookDelivery
+from app.core.secretbox import Keyring
+from app.webhooks import signing
+from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from tests.conftest import MutableClock, auth_headers
 from tests.events.helpers import Received, Receiver, subscribe, worker_for
 from tests.fulfilment.helpers import (
@@ -110,6 +113,34 @@ async def test_rotating_again_during_the_overlap_keeps_only_the_last_two(
         assert got.verifies(third["secret"])
         assert got.verifies(second["secret"])
         assert not got.verifies(first)
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def test_a_rotation_drops_a_secret_no_key_opens_so_deliveries_go_out_at_once(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    """SECRETS_KEY lost: the stored secret opens with no configured key, and deliveries wait
+    (tests/events/test_delivery.py). The cure is a rotation: the secret it replaces cannot
+    sign, so it is not kept for the overlap (kept, it would hold every delivery back until
+    the overlap ends)."""
+    await policy(client, auth)
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        lost = Keyring("a-key-nobody-has-any-more-" + "l" * 30)
+        async with app.state.sessionmaker() as session:
+            sub = await session.get(WebhookSubscription, uuid.UUID(hook["id"]))
+            assert sub is not None
+            sub.secret_ciphertext = lost.seal(hook["secret"], signing.secret_context(sub.id))
+            await session.commit()
+        r = await client.post(f"/v1/webhooks/{hook['id']}/rotate-secret", headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["previous_secret_valid_until"] is None
+        await _dsar(client, auth, 1)
+        async with worker_for(app) as worker:
+            await worker.run_once()
+        (got,) = rx.requests
+        assert len(_signatures(got)) == 1
+        assert got.verifies(r.json()["secret"])
         await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
 
 
