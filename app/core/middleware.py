@@ -53,6 +53,12 @@ class Metrics:
             "Webhook deliveries waiting for their first or next attempt",
             registry=self.registry,
         )
+        self.webhook_held_back = Gauge(
+            "webhook_deliveries_secret_unreadable",
+            "Pending webhook deliveries held back because no configured key opens their "
+            "signing secret (SECRETS_KEY changed without the old key in SECRETS_KEY_OLD)",
+            registry=self.registry,
+        )
         self.webhook_failures = Gauge(
             "webhook_delivery_failures",
             "Webhook deliveries that failed for good (every attempt used up)",

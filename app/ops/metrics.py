@@ -11,6 +11,7 @@ from app.breaches.models import BreachIncident
 from app.core.middleware import Metrics
 from app.dsar.models import DsarTicket
 from app.events.models import OutboxEvent
+from app.webhooks.delivery import UNREADABLE_ERROR
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
 
 
@@ -20,14 +21,23 @@ async def refresh(session: AsyncSession, metrics: Metrics, now: datetime) -> Non
         select(count).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
     )
     metrics.outbox_backlog.set(backlog or 0)
+    # held back: whichever process runs the worker, every replica's /metrics shows them
+    held = (WebhookDelivery.last_error == UNREADABLE_ERROR).label("held")
     rows = await session.execute(
-        select(WebhookDelivery.status, count)
+        select(WebhookDelivery.status, held, count)
         .where(WebhookDelivery.status != DeliveryStatus.succeeded)
-        .group_by(WebhookDelivery.status)
+        .group_by(WebhookDelivery.status, held)
     )
-    by_status = {status: n for status, n in rows}
-    metrics.webhook_pending.set(by_status.get(DeliveryStatus.pending, 0))
-    metrics.webhook_failures.set(by_status.get(DeliveryStatus.failed, 0))
+    pending = held_back = failed = 0
+    for status, is_held, n in rows:  # is_held: NULL where last_error is
+        if status == DeliveryStatus.pending:
+            pending += n
+            held_back += n if is_held else 0
+        elif status == DeliveryStatus.failed:
+            failed += n
+    metrics.webhook_pending.set(pending)
+    metrics.webhook_held_back.set(held_back)
+    metrics.webhook_failures.set(failed)
     overdue = await session.scalar(
         select(count)
         .select_from(DsarTicket)

@@ -301,6 +301,7 @@ async def test_a_secret_no_key_opens_holds_the_delivery_back_without_charging_th
     first attempt."""
     caplog.set_level(logging.INFO, logger="app.webhooks")
     await _policy(client, auth)
+    held_before = await _held_back(client)
     settings = app.state.settings.model_copy(update={"webhook_max_attempts": 2})
     # sealed under TEST_SECRETS_KEY by the API; this keyring has only the new key
     new_key_only = Keyring(NEW_KEY)
@@ -341,6 +342,8 @@ async def test_a_secret_no_key_opens_holds_the_delivery_back_without_charging_th
             assert "person7@" not in formatted
             assert "whsec_" not in formatted
         assert sum(held) >= len(lines)
+        # read from the database: shown by every replica, whichever process ran the worker
+        assert await _held_back(client) == held_before + 1
 
         # the old key in SECRETS_KEY_OLD: the delivery goes out, as its first attempt
         async with worker_for(app, keyring=Keyring(NEW_KEY, [TEST_SECRETS_KEY])) as worker:
@@ -351,4 +354,13 @@ async def test_a_secret_no_key_opens_holds_the_delivery_back_without_charging_th
         [d] = r.json()["items"]
         assert (d["status"], d["attempt_count"]) == ("succeeded", 1)
         assert [a["attempt"] for a in d["attempts"]] == [1]
+        assert await _held_back(client) == held_before
         await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+
+
+async def _held_back(client: httpx.AsyncClient) -> float:
+    """GET /metrics: webhook_deliveries_secret_unreadable."""
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith("webhook_deliveries_secret_unreadable "):
+            return float(line.split()[1])
+    raise AssertionError("webhook_deliveries_secret_unreadable not in /metrics")
