@@ -77,7 +77,7 @@ async def rotate_secrets_key(settings: Settings, batch: int) -> int:
     """Re-encrypt every stored signing secret under SECRETS_KEY (SECRETS_KEY_OLD still read).
     Prints what it did as JSON; exit 1 when some value could not be opened."""
     from app.core.clock import utc_now
-    from app.core.db import create_engine, create_sessionmaker
+    from app.core.db import create_engine, create_sessionmaker, verify_pooler_keeps_statements
     from app.core.logging import configure_logging
     from app.core.secretbox import load_keyring
     from app.webhooks.rekey import rekey
@@ -88,6 +88,8 @@ async def rotate_secrets_key(settings: Settings, batch: int) -> int:
             "set SECRETS_KEY to the new key (and SECRETS_KEY_OLD to the one it replaces)"
         )
     keyring = load_keyring(settings)
+    if settings.pooler == "pgbouncer-prepared":
+        await verify_pooler_keeps_statements(settings.database_url)
     engine = create_engine(
         settings.database_url,
         settings.db_pool_size,

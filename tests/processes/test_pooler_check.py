@@ -107,7 +107,10 @@ async def test_an_unreachable_database_is_not_checked_now(
     assert [r.__dict__.get("event") for r in caplog.records] == ["pooler_check_skipped"]
 
 
-async def test_the_worker_command_does_not_start_either(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["worker", "--once"], ["rotate-secrets-key"]])
+async def test_the_commands_do_not_start_either(
+    pg_url: str, tmp_path: Path, command: list[str]
+) -> None:
     pg = make_url(pg_url)
     bouncer = start_pgbouncer(tmp_path / "b", pg.host or "127.0.0.1", pg.port or 5432, 3)
     try:
@@ -120,10 +123,11 @@ async def test_the_worker_command_does_not_start_either(pg_url: str, tmp_path: P
             "DB_POOLER_PREPARED_STATEMENTS": "true",
             "DATABASE_LISTEN_URL": pg_url,
             "APP_ENV": "dev",
+            "SECRETS_KEY": "a-secrets-key-for-the-pooler-check-" + "k" * 10,
         }
         done = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "app", "worker", "--once"],
+            [sys.executable, "-m", "app", *command],
             env=env,
             cwd=tmp_path,
             capture_output=True,
