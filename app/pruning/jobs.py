@@ -6,7 +6,9 @@ What goes, and when:
   already ignores an expired record, app/core/idempotency.py);
 - `webhook_delivery` (with its `webhook_attempt` rows): `OUTBOX_KEEP_DAYS` after its last
   attempt, once finished (succeeded, or failed after the last attempt; a push system's jobs
-  are deliveries too). A pending delivery is never touched;
+  are deliveries too); one that finished without any attempt (stopped unsent when its
+  receiver answered 410 Gone) after it was queued (`KEPT_FROM`, app/webhooks/models.py).
+  A pending delivery is never touched;
 - `outbox_event`: `OUTBOX_KEEP_DAYS` after it was dispatched, once no delivery refers to it
   (an event not yet fanned out, or with a delivery still kept, stays);
 - task `data`: at the task's `purge_after` (closure + `fulfilment.keep_results_for`); the
@@ -77,7 +79,7 @@ from app.retention.models import (
     RetentionSweep,
 )
 from app.rules.records import dsar_delete_after, retention_delete_after
-from app.webhooks.models import FINISHED_SQL, WebhookAttempt, WebhookDelivery
+from app.webhooks.models import FINISHED_SQL, KEPT_FROM, WebhookAttempt, WebhookDelivery
 
 ACTION = "data.pruned"
 ACTOR = "worker"
@@ -197,13 +199,13 @@ async def idempotency_records(
 
 async def deliveries(session: AsyncSession, now: datetime, keep: timedelta, batch: int) -> int:
     cutoff = now - keep
-    d = WebhookDelivery
-    finished = select(d.id).where(text(FINISHED_SQL), d.last_attempt_at <= cutoff)
-    if not await begin_batch(session, finished.order_by(d.last_attempt_at), d.__tablename__):
+    d, kept_from = WebhookDelivery, KEPT_FROM  # its last attempt, or when it was queued
+    finished = select(d.id).where(text(FINISHED_SQL), kept_from <= cutoff)
+    if not await begin_batch(session, finished.order_by(kept_from), d.__tablename__):
         return 0
     ids = (
         await session.scalars(
-            finished.order_by(d.last_attempt_at).limit(batch).with_for_update(skip_locked=True)
+            finished.order_by(kept_from).limit(batch).with_for_update(skip_locked=True)
         )
     ).all()
     if not ids:

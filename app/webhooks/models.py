@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, Uuid, text
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, Uuid, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime, str_enum
@@ -19,8 +19,11 @@ class DeliveryStatus(enum.StrEnum):
     failed = "failed"
 
 
-# A delivery in one of these states is done: nothing will send it again.
-FINISHED_SQL = "status IN ('succeeded', 'failed')"
+# A delivery no longer pending (succeeded, or failed) is done: nothing will send it again.
+# An inequality, which no index on `status` serves: the pruning batch that reads finished
+# deliveries cannot take the claim's (status, next_attempt_at) index and sort every finished
+# row (SQLite's planner, without statistics, would), only the partial index made for it.
+FINISHED_SQL = "status <> 'pending'"
 
 
 class WebhookSubscription(Base):
@@ -61,13 +64,6 @@ class WebhookDelivery(Base):
         # An event's deliveries: pruning asks whether an event has any left, and deleting an
         # event checks its foreign key here (without it, a scan per deleted event).
         Index(None, "event_id"),
-        # Pruning (app/pruning): finished deliveries, oldest last attempt first.
-        Index(
-            "ix_webhook_delivery_finished",
-            "last_attempt_at",
-            postgresql_where=text(FINISHED_SQL),
-            sqlite_where=text(FINISHED_SQL),
-        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -88,6 +84,27 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(300))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# The instant a finished delivery is kept from (OUTBOX_KEEP_DAYS, app/pruning): its last
+# attempt or, for one never attempted, when it was queued. Never attempted means stopped
+# unsent (delivery.py `disable`: its receiver answered 410 Gone to another delivery first);
+# its `last_attempt_at` stays NULL, as nothing was sent. Queued is the last thing that
+# happened to it before the stopping, which comes within a round or so (whatever is pending
+# is claimed at the next round; only a worker stopped or far behind widens the gap, and the
+# delivery is then kept that much less after it was stopped), as an attempted delivery
+# stopped later counts from its attempt. Both columns are written when a delivery is queued
+# or claimed, so no path that finishes one, nor an older version of the service still running
+# during an upgrade, can leave it out of the pruning, as a "finished at" column could.
+KEPT_FROM = func.coalesce(WebhookDelivery.last_attempt_at, WebhookDelivery.created_at)
+# Pruning: finished deliveries, the oldest first. The batch compares and orders by this very
+# expression, which is what lets both databases use the index.
+Index(
+    "ix_webhook_delivery_kept_from",
+    KEPT_FROM,
+    postgresql_where=text(FINISHED_SQL),
+    sqlite_where=text(FINISHED_SQL),
+)
 
 
 class WebhookAttempt(Base):

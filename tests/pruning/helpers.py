@@ -131,3 +131,14 @@ def assert_no_scan(plans: list[str], *indexes: str) -> None:
     if "Index" in text:  # PostgreSQL's plans
         for index in indexes:
             assert index in text, (index, plans)
+
+
+def assert_reads(plans: list[str], table: str, index: str) -> None:
+    """The batch's own index serves it on SQLite too (`assert_no_scan` lets SQLite's planner,
+    without statistics, take another index of the table): it is named in a plan, and no plan
+    reads `table` through a range of another index and then sorts what it found (every row of
+    the kind, to keep the oldest few)."""
+    assert index in "\n".join(plans), (index, plans)
+    for plan in plans:
+        if re.search(rf"^SEARCH {table} USING", plan, re.MULTILINE):
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan

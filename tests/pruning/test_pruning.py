@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -20,11 +21,20 @@ from app.core.idempotency import IdempotencyRecord
 from app.dsar.models import DsarEvent, DsarTicket
 from app.events.models import OutboxEvent
 from app.fulfilment.models import FulfilmentTask
+from app.webhooks.delivery import DISABLED_ERROR
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.conftest import MutableClock, make_settings, spotrak_body
 from tests.events.helpers import Receiver, subscribe, worker_for
 from tests.fulfilment.helpers import system, system_auth, tasks_of
-from tests.pruning.helpers import MICRO, assert_no_scan, explained, prune, pruned_entries, seal
+from tests.pruning.helpers import (
+    MICRO,
+    assert_no_scan,
+    assert_reads,
+    explained,
+    prune,
+    pruned_entries,
+    seal,
+)
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -162,7 +172,8 @@ async def test_finished_deliveries_and_events_go_after_the_keep_days_pending_one
 
     async with explained(database_url) as (sessionmaker, plans):
         await prune(app, T0 + timedelta(days=30), sessionmaker=sessionmaker)
-    assert_no_scan(plans, "ix_webhook_delivery_finished", "ix_outbox_event_dispatched")
+    assert_no_scan(plans, "ix_webhook_delivery_kept_from", "ix_outbox_event_dispatched")
+    assert_reads(plans, "webhook_delivery", "ix_webhook_delivery_kept_from")
     (pending,) = await _rows(
         app, select(WebhookDelivery.status, WebhookDelivery.event_type), *deliveries
     )
@@ -184,6 +195,89 @@ async def test_finished_deliveries_and_events_go_after_the_keep_days_pending_one
     (e,) = await pruned_entries(client, auth, "outbox_event")
     assert e["data"]["count"] == 2
     assert e["data"]["rule"] == "OUTBOX_KEEP_DAYS=30"
+
+
+# ---- deliveries that finished without an attempt ----------------------------------------------
+
+# Queued after the worker's round read its clock (T0): the round's claim finds it not yet due,
+# sends only the delivery queued before it, to which the receiver answers 410 Gone, and the
+# subscription's disabling stops it unsent (app/webhooks/delivery.py `disable`).
+QUEUED = T0 + timedelta(hours=1)
+
+
+async def _queue_after_the_round_started(
+    client: httpx.AsyncClient, auth: dict[str, str], clock: MutableClock, kind: str, url: str
+) -> str:
+    """Two deliveries to `url`, the first at T0, the second at QUEUED: a webhook's event and
+    then a ping, or a push system's job for one ticket and then another's. Returns the
+    second's event type."""
+    if kind == "webhook":
+        hook = await subscribe(client, auth, url, ["dsar.created"])
+        assert (await _dsar(client, auth)).status_code == 201
+        clock.pinned = QUEUED
+        r = await client.post(f"/v1/webhooks/{hook['id']}/ping", headers=auth)
+        assert r.status_code == 200, r.text
+        return "webhook.ping"
+    await system(client, auth, "vendor", delivery={"mode": "push", "url": url})
+    for n, at in enumerate((T0, QUEUED)):
+        clock.pinned = at
+        t = (await _dsar(client, auth, n=n)).json()
+        r = await client.post(
+            f"/v1/dsars/{t['id']}/transitions", headers=auth, json={"to": "in_progress"}
+        )
+        assert r.status_code == 200, r.text
+    return "task.created"
+
+
+@pytest.mark.parametrize("kind", ["webhook", "push_system"])
+async def test_a_delivery_stopped_unsent_goes_keep_days_after_it_was_queued(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tenant: str,
+    app: FastAPI,
+    clock: MutableClock,
+    database_url: str,
+    kind: str,
+) -> None:
+    clock.pinned = T0
+    await _policy(client, auth)
+    async with Receiver(default=410) as gone:
+        event_type = await _queue_after_the_round_started(client, auth, clock, kind, gone.url)
+        async with worker_for(app) as worker:
+            await worker.run_once(T0)
+        assert len(gone.requests) == 1
+    mine = (WebhookDelivery.tenant == tenant, WebhookDelivery.event_type != "webhook.disabled")
+    columns = (
+        WebhookDelivery.event_type,
+        WebhookDelivery.status,
+        WebhookDelivery.attempts,
+        WebhookDelivery.last_attempt_at,
+        WebhookDelivery.created_at,
+        WebhookDelivery.last_error,
+    )
+    rows = await _rows(app, select(*columns).order_by(WebhookDelivery.created_at), *mine)
+    sent, stopped = (tuple(r) for r in rows)
+    assert sent[1:4] == ("failed", 1, T0)
+    # never attempted, and it says so: no attempt, no attempt time
+    assert stopped == (event_type, "failed", 0, None, QUEUED, DISABLED_ERROR)
+
+    # the one sent goes OUTBOX_KEEP_DAYS after its attempt, the one never sent after it was
+    # queued: not a microsecond before
+    await prune(app, T0 + timedelta(days=30))
+    assert [r[0] for r in await _rows(app, select(*columns), *mine)] == [event_type]
+    await prune(app, QUEUED + timedelta(days=30) - MICRO)
+    assert await _count(app, WebhookDelivery, *mine) == 1
+    async with explained(database_url) as (sessionmaker, plans):
+        await prune(app, QUEUED + timedelta(days=30), sessionmaker=sessionmaker)
+    assert await _count(app, WebhookDelivery, *mine) == 0
+    assert_no_scan(plans, "ix_webhook_delivery_kept_from")
+    assert_reads(plans, "webhook_delivery", "ix_webhook_delivery_kept_from")
+    first, second = sorted(
+        (e["data"] for e in await pruned_entries(client, auth, "webhook_delivery")),
+        key=lambda d: str(d["cutoff"]),
+    )
+    assert (first["count"], first["attempts"], first["cutoff"]) == (1, 1, _iso(T0))
+    assert (second["count"], second["attempts"], second["cutoff"]) == (1, 0, _iso(QUEUED))
 
 
 async def _rows(app: FastAPI, stmt: Any, *where: Any) -> list[Any]:
