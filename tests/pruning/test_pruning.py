@@ -207,17 +207,17 @@ QUEUED = T0 + timedelta(hours=1)
 
 async def _queue_after_the_round_started(
     client: httpx.AsyncClient, auth: dict[str, str], clock: MutableClock, kind: str, url: str
-) -> str:
+) -> tuple[str, str | None]:
     """Two deliveries to `url`, the first at T0, the second at QUEUED: a webhook's event and
     then a ping, or a push system's job for one ticket and then another's. Returns the
-    second's event type."""
+    second's event type, and where the API lists them (a webhook's)."""
     if kind == "webhook":
         hook = await subscribe(client, auth, url, ["dsar.created"])
         assert (await _dsar(client, auth)).status_code == 201
         clock.pinned = QUEUED
         r = await client.post(f"/v1/webhooks/{hook['id']}/ping", headers=auth)
         assert r.status_code == 200, r.text
-        return "webhook.ping"
+        return "webhook.ping", f"/v1/webhooks/{hook['id']}/deliveries"
     await system(client, auth, "vendor", delivery={"mode": "push", "url": url})
     for n, at in enumerate((T0, QUEUED)):
         clock.pinned = at
@@ -226,7 +226,7 @@ async def _queue_after_the_round_started(
             f"/v1/dsars/{t['id']}/transitions", headers=auth, json={"to": "in_progress"}
         )
         assert r.status_code == 200, r.text
-    return "task.created"
+    return "task.created", None
 
 
 @pytest.mark.parametrize("kind", ["webhook", "push_system"])
@@ -242,7 +242,9 @@ async def test_a_delivery_stopped_unsent_goes_keep_days_after_it_was_queued(
     clock.pinned = T0
     await _policy(client, auth)
     async with Receiver(default=410) as gone:
-        event_type = await _queue_after_the_round_started(client, auth, clock, kind, gone.url)
+        event_type, listed = await _queue_after_the_round_started(
+            client, auth, clock, kind, gone.url
+        )
         async with worker_for(app) as worker:
             await worker.run_once(T0)
         assert len(gone.requests) == 1
@@ -260,6 +262,12 @@ async def test_a_delivery_stopped_unsent_goes_keep_days_after_it_was_queued(
     assert sent[1:4] == ("failed", 1, T0)
     # never attempted, and it says so: no attempt, no attempt time
     assert stopped == (event_type, "failed", 0, None, QUEUED, DISABLED_ERROR)
+    if listed is not None:
+        r = await client.get(listed, headers=auth)
+        assert r.status_code == 200, r.text
+        shown = {d["event_type"]: d for d in r.json()["items"]}[event_type]
+        assert (shown["status"], shown["attempt_count"], shown["attempts"]) == ("failed", 0, [])
+        assert shown["delivered_at"] is None
 
     # the one sent goes OUTBOX_KEEP_DAYS after its attempt, the one never sent after it was
     # queued: not a microsecond before
