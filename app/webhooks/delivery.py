@@ -249,7 +249,7 @@ async def claim(
             )
         )
     if stopped:
-        await _stop(session, WebhookDelivery.id.in_(stopped))
+        await _stop(session, WebhookDelivery.id.in_(stopped), claimed=True)
     if unreadable:
         await _defer(session, unreadable, now)
         if on_unreadable is not None:
@@ -421,12 +421,19 @@ async def record(
     return statuses
 
 
-async def _stop(session: AsyncSession, which: Any) -> None:
-    """Pending deliveries matching `which` will never be sent: failed, saying why."""
+async def _stop(session: AsyncSession, which: Any, claimed: bool = False) -> None:
+    """Pending deliveries matching `which` will never be sent: failed, saying why. `claimed`:
+    found disabled by this claim, whose attempt is given back (nothing was sent)."""
+    given_back = {"attempts": WebhookDelivery.attempts - 1} if claimed else {}
     await session.execute(
         update(WebhookDelivery)
         .where(which, WebhookDelivery.status == DeliveryStatus.pending)
-        .values(status=DeliveryStatus.failed, next_attempt_at=None, last_error=DISABLED_ERROR)
+        .values(
+            status=DeliveryStatus.failed,
+            next_attempt_at=None,
+            last_error=DISABLED_ERROR,
+            **given_back,
+        )
         .execution_options(synchronize_session=False)
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,8 +18,8 @@ from sqlalchemy import func, select
 from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import JsonFormatter
 from app.core.secretbox import Keyring
-from app.webhooks.delivery import UNREADABLE_ERROR, UNREADABLE_RETRY
-from app.webhooks.models import WebhookAttempt
+from app.webhooks.delivery import DISABLED_ERROR, UNREADABLE_ERROR, UNREADABLE_RETRY
+from app.webhooks.models import WebhookAttempt, WebhookSubscription
 from app.worker import Worker
 from tests.conftest import TEST_SECRETS_KEY, spotrak_body
 from tests.events.helpers import Receiver, now, subscribe, worker_for
@@ -364,3 +365,29 @@ async def _held_back(client: httpx.AsyncClient) -> float:
         if line.startswith("webhook_deliveries_secret_unreadable "):
             return float(line.split()[1])
     raise AssertionError("webhook_deliveries_secret_unreadable not in /metrics")
+
+
+async def test_a_delivery_found_disabled_at_claim_is_stopped_without_an_attempt(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    """A delivery queued while its receiver was being disabled (410 Gone) slips past
+    disable(): the claim finds the subscription disabled and stops it, unsent, and gives the
+    attempt it took back (nothing was attempted)."""
+    async with Receiver() as rx:
+        hook = await subscribe(client, auth, rx.url, ["dsar.created"])
+        r = await client.post(f"/v1/webhooks/{hook['id']}/ping", headers=auth)
+        assert r.status_code == 200, r.text
+        # the race: disabled after the ping was queued, without disable() stopping it
+        async with app.state.sessionmaker() as session:
+            sub = await session.get(WebhookSubscription, uuid.UUID(hook["id"]))
+            assert sub is not None
+            sub.disabled_at = now()
+            await session.commit()
+        async with worker_for(app) as worker:
+            await worker.run_once(now())
+        assert rx.requests == []
+        r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+        [d] = r.json()["items"]
+        assert (d["status"], d["attempt_count"], d["attempts"]) == ("failed", 0, [])
+        assert d["last_error"] == DISABLED_ERROR
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
