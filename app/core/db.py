@@ -226,7 +226,7 @@ async def take_write_lock(session: AsyncSession, table: str) -> None:
         await session.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0"))
 
 
-async def begin_batch(session: AsyncSession, pending: Select[Any], table: str) -> bool:
+async def begin_batch(session: AsyncSession, pending: Select[*tuple[Any, ...]], table: str) -> bool:
     """Open a worker batch's transaction: whether there is work, and if so the transaction
     that will take it. The look is a cheap indexed read (an idle round takes no lock);
     `pending` is ordered like the batch, so it walks the batch's index and stops at the first
@@ -241,6 +241,28 @@ async def begin_batch(session: AsyncSession, pending: Select[Any], table: str) -
         return False
     await take_write_lock(session, table)
     return True
+
+
+async def take_batch(
+    session: AsyncSession,
+    rows: Select[*tuple[Any, ...]],
+    table: str,
+    batch: int,
+    *,
+    scalars: bool = False,
+) -> Sequence[Any]:
+    """A worker batch: up to `batch` of `rows` (a select ordered like the batch's index, no
+    LIMIT), locked for this transaction — `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+    workers share the work; on SQLite after the write lock (`begin_batch`). Empty (and the
+    transaction rolled back) when there is nothing to do. `scalars`: the select names one
+    column or ORM entity, and its values are returned rather than rows."""
+    if not await begin_batch(session, rows, table):
+        return []
+    result = await session.execute(rows.limit(batch).with_for_update(skip_locked=True))
+    taken: Sequence[Any] = result.scalars().all() if scalars else result.all()
+    if not taken:
+        await session.rollback()
+    return taken
 
 
 def insert_cte(

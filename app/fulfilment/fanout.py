@@ -172,6 +172,29 @@ def job_row(
     return outbox.row(tenant, TASK_JOB, data, now, dispatched_at=now)
 
 
+async def send_jobs_again(
+    session: AsyncSession, tasks: Sequence[FulfilmentTask], now: datetime
+) -> None:
+    """Tasks back to pending (a retry, a released hold, an endpoint given its URL again): a
+    push system's task gets its job again (a new delivery; pull systems' tasks get none).
+    Their systems in one query, the jobs with their deliveries in one `emit_addressed`."""
+    if not tasks:
+        return
+    systems = {
+        s.id: s
+        for s in await session.scalars(
+            select(FulfilmentSystem).where(FulfilmentSystem.id.in_({t.system_id for t in tasks}))
+        )
+    }
+    jobs: list[tuple[dict[str, Any], uuid.UUID]] = []
+    for task in tasks:
+        system = systems.get(task.system_id)
+        job = job_row(system, task.tenant, task.id, now) if system is not None else None
+        if job is not None and system is not None and system.subscription_id is not None:
+            jobs.append((job, system.subscription_id))
+    await emit_addressed(session, [], jobs, now)
+
+
 def task_row(
     system: FulfilmentSystem,
     *,
@@ -370,9 +393,7 @@ async def export_subject(
 ) -> list[TaskExport]:
     """A subject's export: the tasks of their tickets, with the data systems returned."""
     tasks = await FulfilmentRepository(session).tasks_of_tickets(tenant, dsar_ids)
-    return [
-        TaskExport(**task_read(task, now).model_dump(), data=task.data) for task in tasks
-    ]
+    return [TaskExport(**task_read(task, now).model_dump(), data=task.data) for task in tasks]
 
 
 async def erase_subject(

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import begin_batch
+from app.core.db import begin_batch, take_batch
 from app.events import outbox
 from app.events.outbox import TASK_JOB
-from app.fulfilment.fanout import job_body, task_facts
+from app.fulfilment.fanout import job_body, send_jobs_again, task_facts
 from app.fulfilment.models import OPEN_TASK_STATUSES, FulfilmentTask, TaskStatus
-from app.fulfilment.service import reopen, send_job_again
+from app.fulfilment.service import reopen
 from app.webhooks import delivery
 
 BATCH = 200
@@ -69,17 +70,7 @@ async def overdue(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
     )
     if not await begin_batch(session, late.order_by(FulfilmentTask.due_at), "fulfilment_task"):
         return 0
-    due = (
-        select(FulfilmentTask.id)
-        .where(
-            FulfilmentTask.overdue_at.is_(None),
-            FulfilmentTask.status.in_(list(OPEN_TASK_STATUSES)),
-            FulfilmentTask.due_at < now,
-        )
-        .order_by(FulfilmentTask.due_at)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
+    due = late.order_by(FulfilmentTask.due_at).limit(batch).with_for_update(skip_locked=True)
     tasks = (
         await session.scalars(
             update(FulfilmentTask)
@@ -100,28 +91,18 @@ async def overdue(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
 
 async def retries(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
     """Commits."""
-    waiting = select(FulfilmentTask.id).where(
-        FulfilmentTask.status == TaskStatus.failed,
-        FulfilmentTask.retry_exhausted.is_(False),
-        FulfilmentTask.available_at <= now,
-    )
-    if not await begin_batch(
-        session, waiting.order_by(FulfilmentTask.available_at), "fulfilment_task"
-    ):
-        return 0
-    tasks = (
-        await session.scalars(
-            select(FulfilmentTask)
-            .where(
-                FulfilmentTask.status == TaskStatus.failed,
-                FulfilmentTask.retry_exhausted.is_(False),
-                FulfilmentTask.available_at <= now,
-            )
-            .order_by(FulfilmentTask.available_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
+    waiting = (
+        select(FulfilmentTask)
+        .where(
+            FulfilmentTask.status == TaskStatus.failed,
+            FulfilmentTask.retry_exhausted.is_(False),
+            FulfilmentTask.available_at <= now,
         )
-    ).all()
+        .order_by(FulfilmentTask.available_at)
+    )
+    tasks: Sequence[FulfilmentTask] = await take_batch(
+        session, waiting, "fulfilment_task", batch, scalars=True
+    )
     for task in tasks:
         # The failed report's fields stay visible until the next report: only the status,
         # the lease and the availability move (the digest stays, so a replay of that same
@@ -131,7 +112,7 @@ async def retries(session: AsyncSession, now: datetime, batch: int = BATCH) -> i
         reopen(task, now)
         task.result_digest, task.reported_at, task.reason = digest, reported_at, reason
         task.records_affected = records
-        await session.flush()
-        await send_job_again(session, task, now)
+    await session.flush()
+    await send_jobs_again(session, tasks, now)
     await session.commit()
     return len(tasks)

@@ -18,7 +18,6 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
 from app.core.clock import Clock
@@ -75,7 +74,6 @@ from app.rules import fulfilment as rules
 from app.webhooks import signing
 from app.webhooks.delivery import backoff
 from app.webhooks.models import WebhookSubscription
-from app.webhooks.repository import emit_addressed
 from app.webhooks.ssrf import UnsafeUrl, host_of, resolve_check
 
 DATA_TYPES = frozenset({"access", "portability"})
@@ -201,9 +199,7 @@ def task_read_row(row: dict[str, Any], now: datetime) -> TaskRead:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
-        **fanout.retention_fields(
-            row["category"], _json(row["retention"]), _json(row["held_by"])
-        ),
+        **fanout.retention_fields(row["category"], _json(row["retention"]), _json(row["held_by"])),
     )
 
 
@@ -274,9 +270,7 @@ class FulfilmentService:
 
     async def _read(self, system: FulfilmentSystem) -> SystemRead:
         sub = await self._endpoint_of(system)
-        return system_read(
-            system, sub.url if sub else None, sub.disabled_at if sub else None
-        )
+        return system_read(system, sub.url if sub else None, sub.disabled_at if sub else None)
 
     def _endpoint(
         self, who: Principal, key: str, url: str, now: datetime
@@ -465,13 +459,7 @@ class FulfilmentService:
                 )
             )
         ).all()
-        jobs = [
-            (job, system.subscription_id)
-            for t in tasks
-            if (job := fanout.job_row(system, t.tenant, t.id, now)) is not None
-            and system.subscription_id is not None
-        ]
-        await emit_addressed(self.session, [], jobs, now)
+        await fanout.send_jobs_again(self.session, tasks, now)
 
     async def rotate_secret(self, who: Principal, key: str) -> SystemSecretRotated:
         now = self.clock()
@@ -794,7 +782,7 @@ class FulfilmentService:
         reopen(task, now)
         task.attempts = 0
         await self.session.flush()
-        await send_job_again(self.session, task, now)
+        await fanout.send_jobs_again(self.session, [task], now)
         facts = task_facts(task)
         self._audit(who, "task.retried", "fulfilment_task", task.id, facts, now)
         read = task_read(task, now)
@@ -930,14 +918,3 @@ def reopen(task: FulfilmentTask, now: datetime) -> None:
     task.data = None
     task.proof = None
     task.updated_at = now
-
-
-async def send_job_again(session: AsyncSession, task: FulfilmentTask, now: datetime) -> None:
-    """A push system's task back to pending gets its job again (a new delivery)."""
-    system = await session.get(FulfilmentSystem, task.system_id)
-    if system is None:
-        return
-    job = fanout.job_row(system, task.tenant, task.id, now)
-    if job is not None:
-        assert system.subscription_id is not None
-        await emit_addressed(session, [], [(job, system.subscription_id)], now)

@@ -60,7 +60,7 @@ from app.breaches.models import (
     BreachNotification,
 )
 from app.core.config import Settings
-from app.core.db import begin_batch
+from app.core.db import begin_batch, take_batch
 from app.core.idempotency import IdempotencyRecord, forget_where
 from app.dsar.models import UNSCHEDULED_SQL, DsarEvent, DsarTicket
 from app.events.models import OutboxEvent, ReminderSent
@@ -200,16 +200,9 @@ async def idempotency_records(
 async def deliveries(session: AsyncSession, now: datetime, keep: timedelta, batch: int) -> int:
     cutoff = now - keep
     d, kept_from = WebhookDelivery, KEPT_FROM  # its last attempt, or when it was queued
-    finished = select(d.id).where(text(FINISHED_SQL), kept_from <= cutoff)
-    if not await begin_batch(session, finished.order_by(kept_from), d.__tablename__):
-        return 0
-    ids = (
-        await session.scalars(
-            finished.order_by(kept_from).limit(batch).with_for_update(skip_locked=True)
-        )
-    ).all()
+    finished = select(d.id).where(text(FINISHED_SQL), kept_from <= cutoff).order_by(kept_from)
+    ids = await take_batch(session, finished, d.__tablename__, batch, scalars=True)
     if not ids:
-        await session.rollback()
         return 0
     attempts = await _deleted(session, WebhookAttempt, WebhookAttempt.delivery_id.in_(ids))
     counts = await _deleted(session, d, d.id.in_(ids))
@@ -235,15 +228,10 @@ async def outbox_events(session: AsyncSession, now: datetime, keep: timedelta, b
         e.dispatched_at <= cutoff,
         ~exists().where(WebhookDelivery.event_id == e.id),
     )
-    if not await begin_batch(session, done.order_by(e.dispatched_at), e.__tablename__):
-        return 0
-    ids = (
-        await session.scalars(
-            done.order_by(e.dispatched_at).limit(batch).with_for_update(skip_locked=True)
-        )
-    ).all()
+    ids = await take_batch(
+        session, done.order_by(e.dispatched_at), e.__tablename__, batch, scalars=True
+    )
     if not ids:
-        await session.rollback()
         return 0
     counts = await _deleted(session, e, e.id.in_(ids))
     _audit(
@@ -332,20 +320,13 @@ async def schedule_tickets(session: AsyncSession, now: datetime, batch: int) -> 
     """Closed tickets get their deletion instant from their policy version's
     `records.dsar_kept_for` (and the step that says so in their explanation)."""
     t = DsarTicket
-    unscheduled = select(t.id).where(text(UNSCHEDULED_SQL))
-    if not await begin_batch(session, unscheduled.order_by(t.closed_at), t.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(t.id, t.tenant, t.policy_key, t.policy_version, t.closed_at, t.explanation)
-            .where(text(UNSCHEDULED_SQL))
-            .order_by(t.closed_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    unscheduled = (
+        select(t.id, t.tenant, t.policy_key, t.policy_version, t.closed_at, t.explanation)
+        .where(text(UNSCHEDULED_SQL))
+        .order_by(t.closed_at)
+    )
+    rows = await take_batch(session, unscheduled, t.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     resolved = await _policies(session, [(r.tenant, r.policy_key, r.policy_version) for r in rows])
     changes: list[dict[str, Any]] = []
@@ -448,20 +429,13 @@ async def tickets(
     not_held = ~exists().where(
         FulfilmentTask.dsar_id == t.id, FulfilmentTask.status == TaskStatus.held
     )
-    due = select(t.id).where(t.delete_after.is_not(None), t.delete_after <= now, not_held)
-    if not await begin_batch(session, due.order_by(t.delete_after), t.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(t.id, t.tenant, t.created_at)
-            .where(t.delete_after.is_not(None), t.delete_after <= now, not_held)
-            .order_by(t.delete_after)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    due = (
+        select(t.id, t.tenant, t.created_at)
+        .where(t.delete_after.is_not(None), t.delete_after <= now, not_held)
+        .order_by(t.delete_after)
+    )
+    rows = await take_batch(session, due, t.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     await _delete_records(
         session,
@@ -488,20 +462,13 @@ async def incidents(
 ) -> int:
     """Closed incidents past `keep_until`, with their notifications and history."""
     b = BreachIncident
-    due = select(b.id).where(text(PRUNABLE_SQL), b.keep_until <= now)
-    if not await begin_batch(session, due.order_by(b.keep_until), b.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(b.id, b.tenant, b.created_at)
-            .where(text(PRUNABLE_SQL), b.keep_until <= now)
-            .order_by(b.keep_until)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    due = (
+        select(b.id, b.tenant, b.created_at)
+        .where(text(PRUNABLE_SQL), b.keep_until <= now)
+        .order_by(b.keep_until)
+    )
+    rows = await take_batch(session, due, b.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     await _delete_records(
         session,
@@ -554,20 +521,13 @@ async def schedule_retention_tasks(session: AsyncSession, now: datetime, batch: 
     task changes no more (a subject's erasure renaming it can only move it later), until an
     operator's retry reopens it and clears the instant."""
     t = FulfilmentTask
-    unscheduled = select(t.id).where(text(TASK_UNSCHEDULED_SQL))
-    if not await begin_batch(session, unscheduled.order_by(t.updated_at), t.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(t.id, t.tenant, t.retention, t.updated_at, t.explanation)
-            .where(text(TASK_UNSCHEDULED_SQL))
-            .order_by(t.updated_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    unscheduled = (
+        select(t.id, t.tenant, t.retention, t.updated_at, t.explanation)
+        .where(text(TASK_UNSCHEDULED_SQL))
+        .order_by(t.updated_at)
+    )
+    rows = await take_batch(session, unscheduled, t.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     resolved = await _policies(session, [_task_policy(r.tenant, r.retention) for r in rows])
     changes: list[dict[str, Any]] = []
@@ -590,22 +550,13 @@ async def schedule_retention_expiries(session: AsyncSession, now: datetime, batc
     policy version's `records.dsar_kept_for` after they settled. Their erasure tasks keep
     them longer if they finished later (`retention_expiries` waits for every one)."""
     e = RetentionExpiry
-    unscheduled = select(e.id).where(text(EXPIRY_UNSCHEDULED_SQL))
-    if not await begin_batch(session, unscheduled.order_by(e.created_at), e.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(
-                e.id, e.tenant, e.policy_key, e.policy_version, e.tasks_created_at, e.superseded_at
-            )
-            .where(text(EXPIRY_UNSCHEDULED_SQL))
-            .order_by(e.created_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    unscheduled = (
+        select(e.id, e.tenant, e.policy_key, e.policy_version, e.tasks_created_at, e.superseded_at)
+        .where(text(EXPIRY_UNSCHEDULED_SQL))
+        .order_by(e.created_at)
+    )
+    rows = await take_batch(session, unscheduled, e.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     resolved = await _policies(session, [(r.tenant, r.policy_key, r.policy_version) for r in rows])
     changes: list[dict[str, Any]] = []
@@ -627,20 +578,9 @@ async def retention_sweeps(session: AsyncSession, now: datetime, batch: int) -> 
     it is created for one system, with its task, in one transaction)."""
     t = FulfilmentTask
     due = (t.type == RETENTION_SWEEP, t.delete_after.is_not(None), t.delete_after <= now)
-    pending = select(t.id).where(*due).order_by(t.delete_after)
-    if not await begin_batch(session, pending, t.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(t.id, t.tenant, t.retention_ref)
-            .where(*due)
-            .order_by(t.delete_after)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    pending = select(t.id, t.tenant, t.retention_ref).where(*due).order_by(t.delete_after)
+    rows = await take_batch(session, pending, t.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     tasks = await _deleted(session, t, t.id.in_([r.id for r in rows]))
     sweeps = (
@@ -676,20 +616,9 @@ async def retention_expiries(session: AsyncSession, now: datetime, batch: int) -
         t.retention_ref == e.id, or_(t.delete_after.is_(None), t.delete_after > now)
     )
     due = (e.delete_after.is_not(None), e.delete_after <= now, ~task_kept)
-    pending = select(e.id).where(*due).order_by(e.delete_after)
-    if not await begin_batch(session, pending, e.__tablename__):
-        return 0
-    rows = (
-        await session.execute(
-            select(e.id, e.tenant, e.event_id)
-            .where(*due)
-            .order_by(e.delete_after)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    pending = select(e.id, e.tenant, e.event_id).where(*due).order_by(e.delete_after)
+    rows: Sequence[Any] = await take_batch(session, pending, e.__tablename__, batch)
     if not rows:
-        await session.rollback()
         return 0
     # Their tasks, locked: an operator's retry now waits for this batch, and one that
     # reopened a task before the lock leaves its expiry to a later round.

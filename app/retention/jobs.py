@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import trail
-from app.core.db import begin_batch, is_postgres, take_write_lock
+from app.core.db import is_postgres, take_batch, take_write_lock
 from app.core.ids import new_id
 from app.events import outbox
 from app.events.outbox import iso
@@ -302,20 +302,11 @@ async def create_erasures(session: AsyncSession, now: datetime, batch: int = BAT
         RetentionExpiry.superseded_at.is_(None),
         RetentionExpiry.expires_at <= now,
     )
-    pending = select(RetentionExpiry.id).where(*due).order_by(RetentionExpiry.expires_at)
-    if not await begin_batch(session, pending, RetentionExpiry.__tablename__):
-        return 0
-    expiries = (
-        await session.scalars(
-            select(RetentionExpiry)
-            .where(*due)
-            .order_by(RetentionExpiry.expires_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    pending = select(RetentionExpiry).where(*due).order_by(RetentionExpiry.expires_at)
+    expiries: Sequence[RetentionExpiry] = await take_batch(
+        session, pending, RetentionExpiry.__tablename__, batch, scalars=True
+    )
     if not expiries:
-        await session.rollback()
         return 0
     tenants = {e.tenant for e in expiries}
     systems: dict[str, list[FulfilmentSystem]] = defaultdict(list)
@@ -404,20 +395,11 @@ async def end_holds(session: AsyncSession, now: datetime, batch: int = BATCH) ->
         LegalHold.until.is_not(None),
         LegalHold.until <= now,
     )
-    pending = select(LegalHold.id).where(*ended).order_by(LegalHold.until)
-    if not await begin_batch(session, pending, LegalHold.__tablename__):
-        return 0
-    rows = (
-        await session.scalars(
-            select(LegalHold)
-            .where(*ended)
-            .order_by(LegalHold.until)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    pending = select(LegalHold).where(*ended).order_by(LegalHold.until)
+    rows: Sequence[LegalHold] = await take_batch(
+        session, pending, LegalHold.__tablename__, batch, scalars=True
+    )
     if not rows:
-        await session.rollback()
         return 0
     audit: list[dict[str, Any]] = []
     for h in rows:
@@ -444,20 +426,11 @@ async def end_holds(session: AsyncSession, now: datetime, batch: int = BATCH) ->
 async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH) -> int:
     """Commits. Returns how many held tasks went back to pending."""
     waiting = (FulfilmentTask.status == TaskStatus.held, FulfilmentTask.available_at <= now)
-    pending = select(FulfilmentTask.id).where(*waiting).order_by(FulfilmentTask.available_at)
-    if not await begin_batch(session, pending, FulfilmentTask.__tablename__):
-        return 0
-    tasks = (
-        await session.scalars(
-            select(FulfilmentTask)
-            .where(*waiting)
-            .order_by(FulfilmentTask.available_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    pending = select(FulfilmentTask).where(*waiting).order_by(FulfilmentTask.available_at)
+    tasks: Sequence[FulfilmentTask] = await take_batch(
+        session, pending, FulfilmentTask.__tablename__, batch, scalars=True
+    )
     if not tasks:
-        await session.rollback()
         return 0
     holds_by_tenant = await legal_holds.active_holds(session, {t.tenant for t in tasks}, now)
     system_ids = {t.system_id for t in tasks}
@@ -467,8 +440,7 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
             select(FulfilmentSystem).where(FulfilmentSystem.id.in_(system_ids))
         )
     }
-    released = 0
-    jobs: list[tuple[dict[str, Any], uuid.UUID]] = []
+    released: list[FulfilmentTask] = []
     for task in tasks:
         holds = holds_by_tenant.get(task.tenant, [])
         subject_id = (task.subject or {}).get("id")
@@ -487,11 +459,7 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
         task.available_at = now
         task.updated_at = now
         task.explanation = [*task.explanation, legal_holds.ended_step().to_dict()]
-        released += 1
-        system = systems.get(task.system_id)
-        job = fanout.job_row(system, task.tenant, task.id, now) if system is not None else None
-        if job is not None and system is not None and system.subscription_id is not None:
-            jobs.append((job, system.subscription_id))  # a push system gets its job again
+        released.append(task)
         trail.record(
             session,
             tenant=task.tenant,
@@ -502,6 +470,6 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
             data={**fanout.task_facts(task), "held_by": list(task.held_by or [])},
             at=now,
         )
-    await emit_addressed(session, [], jobs, now)
+    await fanout.send_jobs_again(session, released, now)  # a push system's job again
     await session.commit()
-    return released
+    return len(released)
