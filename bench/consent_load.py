@@ -101,7 +101,9 @@ async def admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-def start_server(app: str, port: int, env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    app: str, port: int, env: dict[str, str], logdir: Path, workers: int = 1
+) -> subprocess.Popen[bytes]:
     out = (logdir / f"{port}.log").open("wb")
     return subprocess.Popen(
         [
@@ -112,7 +114,7 @@ def start_server(app: str, port: int, env: dict[str, str], logdir: Path) -> subp
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
             "--no-access-log",
             "--log-level",
             "warning",

@@ -59,6 +59,7 @@ from bench.consent_load import (  # noqa: E402
     fmt,
     migrate,
     seed,
+    start_server,
     wait_up,
     wrk,
 )
@@ -70,30 +71,6 @@ CASES = ("direct-1w", "direct-2w", "bouncer-1w", "bouncer-2w", "unnamed-1w")
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def start(workers: int, port: int, env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
-    out = (logdir / f"{port}.log").open("wb")
-    return subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/uvicorn"),
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def load_average() -> str:
@@ -164,7 +141,7 @@ async def main() -> int:
         for case in CASES:
             route, workers = case.split("-")
             port = free_port()
-            procs.append(start(int(workers[0]), port, env_of[route], logdir))
+            procs.append(start_server("app.main:app", port, env_of[route], logdir, int(workers[0])))
             urls[case] = f"http://127.0.0.1:{port}"
         for url in urls.values():
             await wait_up(url + "/readyz")
