@@ -173,19 +173,25 @@ def job_row(
 
 
 async def send_jobs_again(
-    session: AsyncSession, tasks: Sequence[FulfilmentTask], now: datetime
+    session: AsyncSession,
+    tasks: Sequence[FulfilmentTask],
+    now: datetime,
+    systems: Mapping[uuid.UUID, FulfilmentSystem] | None = None,
 ) -> None:
     """Tasks back to pending (a retry, a released hold, an endpoint given its URL again): a
     push system's task gets its job again (a new delivery; pull systems' tasks get none).
-    Their systems in one query, the jobs with their deliveries in one `emit_addressed`."""
+    Their systems in one query (or `systems`, when the caller has read them already), the
+    jobs with their deliveries in one `emit_addressed`."""
     if not tasks:
         return
-    systems = {
-        s.id: s
-        for s in await session.scalars(
-            select(FulfilmentSystem).where(FulfilmentSystem.id.in_({t.system_id for t in tasks}))
-        )
-    }
+    if systems is None:
+        wanted = {t.system_id for t in tasks}
+        systems = {
+            s.id: s
+            for s in await session.scalars(
+                select(FulfilmentSystem).where(FulfilmentSystem.id.in_(wanted))
+            )
+        }
     jobs: list[tuple[dict[str, Any], uuid.UUID]] = []
     for task in tasks:
         system = systems.get(task.system_id)

@@ -470,6 +470,6 @@ async def release_held(session: AsyncSession, now: datetime, batch: int = BATCH)
             data={**fanout.task_facts(task), "held_by": list(task.held_by or [])},
             at=now,
         )
-    await fanout.send_jobs_again(session, released, now)  # a push system's job again
+    await fanout.send_jobs_again(session, released, now, systems)  # push: its job again
     await session.commit()
     return len(released)
